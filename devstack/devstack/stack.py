@@ -124,6 +124,13 @@ class Stack:
         self.stop()
 
 
+def demo_blog(repo_root: Path, settings: Settings, port: int) -> LocalServer:
+    """The sample blog served on loopback, as a person's own site would be on the web."""
+    return LocalServer("demo-blog", [sys.executable, "-m", "http.server", str(port), "--bind", settings.host,
+                                     "--directory", str(repo_root / "samples" / "demo" / "blog")],
+                       settings.host, port, log_path=settings.data_dir / "logs" / "demo-blog.log")
+
+
 def prepare_demo_sources(repo_root: Path, settings: Settings) -> dict[str, str]:
     """Turn the shipped sample corpus into what a person would point the twin at:
     a LinkedIn export ZIP, a git repository, and a blog (served by the caller)."""

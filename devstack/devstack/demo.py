@@ -40,10 +40,10 @@ def seed_demo(web: httpx.Client, blog_url: str, sources: dict[str, str]) -> str:
 
 
 def follow_pipeline(web: httpx.Client, twin_id: str, timeout: float,
-                    report: Callable[[str], None] = print) -> dict[str, float]:
+                    report: Callable[[str], None] = print, milestones=MILESTONES) -> dict[str, float]:
     """Poll the twin's status until every milestone is reached; returns the seconds to each."""
     started, reached = time.monotonic(), {}
-    for name, done in MILESTONES:
+    for name, done in milestones:
         while True:
             status = web.get(f"/api/twins/{twin_id}/status").json()
             if done(status):

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from llmtwin import registry
 from llmtwin.bus.admin import ensure_topics
 from llmtwin.infra.broker import tansu
 from llmtwin.infra.process import LocalServer
@@ -82,13 +83,7 @@ class Stack:
         self.processes.append(qdrant_local(self.settings.data_dir / "qdrant", qhost, qport,
                                            log_path=self.logs / "qdrant.log").start())
         # Create the registry's tables once, before several services open the database at the same time.
-        subprocess.run([sys.executable, "-m", "llmtwin.registry", "init"], check=True,
-                       env=self._child_env(), stdout=subprocess.DEVNULL)
-
-    def _child_env(self) -> dict[str, str]:
-        import os
-
-        return {**os.environ, **self.env}
+        registry.configure(self.settings)
 
     def _start(self, service: ServiceCommand) -> None:
         port = getattr(self.settings, service.port_setting)

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 from kafka import KafkaConsumer, KafkaProducer
 
 from llmtwin.events import RawDocStored, Topic, decode
@@ -25,8 +26,9 @@ def consume(bootstrap: str, topic: str, want: int, timeout: float = 60.0) -> lis
 
 
 def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tmp_path):
+    port = free_port()
     env = {**os.environ, "TWIN_KAFKA_BOOTSTRAP": bus_settings.kafka_bootstrap,
-           "TWIN_DATA_DIR": str(bus_settings.data_dir), "TWIN_CLEANER_PORT": str(free_port())}
+           "TWIN_DATA_DIR": str(bus_settings.data_dir), "TWIN_CLEANER_PORT": str(port)}
     log = open(tmp_path / "stage.log", "wb")
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_stage.py"))],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -42,6 +44,8 @@ def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tm
 
         clean = consume(bus_settings.kafka_bootstrap, Topic.CLEAN_DOCS.value, want=4)
         dead = consume(bus_settings.kafka_bootstrap, Topic.RAW_DOCS.dead_letter, want=3)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         proc.terminate()
         proc.wait(30)
@@ -52,3 +56,6 @@ def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tm
     assert any("boom is not processable" in r for r in reasons)
     assert any("not JSON" in r for r in reasons)
     assert any("unknown schema_version 99" in r for r in reasons)
+    assert health.json()["status"] == "ok"
+    assert 'twin_stage_messages_total{outcome="processed",stage="echo"} 4.0' in metrics
+    assert 'twin_stage_messages_total{outcome="dead_lettered",stage="echo"} 3.0' in metrics

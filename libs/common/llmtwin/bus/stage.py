@@ -211,7 +211,8 @@ class StageRunner:
         @app.page("/metrics")
         async def metrics(web, request):
             body, content_type = metrics_payload()
-            return web.bytes(body, content_type=content_type)
+            # aiohttp wants the charset apart from the content type.
+            return web.bytes(body, content_type=content_type.split(";")[0])
 
         @app.page("/healthz")
         async def healthz(web, request):

@@ -35,8 +35,12 @@ class LocalServer:
         if port_open(self.host, self.port):
             raise RuntimeError(f"{self.name}: port {self.host}:{self.port} is already in use")
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(self.env or {})}, start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **(self.env or {})}, start_new_session=True)
+        finally:
+            if self.log_path:
+                log.close()  # the child holds its own copy of the handle
         deadline = time.monotonic() + timeout
         while not port_open(self.host, self.port):
             if self.proc.poll() is not None:

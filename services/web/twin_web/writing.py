@@ -1,0 +1,144 @@
+"""Writing with the twin: the inference API's answer stream, relayed event by event.
+
+The inference API answers `POST /v1/generate` with server-sent events: `token` (a piece
+of text), `citations` (a JSON list), `done`, or `error`. This module reads that stream and
+yields the same events, turning every way the call can fail into an `error` event a
+person can understand, so the browser only ever has one stream to read.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .validation import WritingRequest
+
+TOKEN, CITATIONS, DONE, ERROR = "token", "citations", "done", "error"
+DEFAULT_TEMPERATURE = 0.7
+
+
+class Citation(BaseModel):
+    chunk_id: str = ""
+    document_id: str = ""
+    link: str = ""
+    title: str = ""
+    score: float | None = None
+
+
+_CITATIONS = TypeAdapter(list[Citation])
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    event: str
+    data: str
+
+    def as_sse(self) -> dict[str, str]:
+        return {"event": self.event, "data": self.data}
+
+
+def http_client_for_inference() -> httpx.AsyncClient:
+    # A small model on CPU can think for minutes before its first token: long reads, short connects.
+    return httpx.AsyncClient(timeout=httpx.Timeout(connect=5.0, read=300.0, write=30.0, pool=10.0))
+
+
+class InferenceClient:
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        self._http = http
+        self._url = base_url.rstrip("/") + "/v1/generate"
+
+    async def stream(self, twin_id: str, request: WritingRequest, *, max_new_tokens: int,
+                     temperature: float) -> AsyncIterator[StreamEvent]:
+        body = {"twin": twin_id, "prompt": request.prompt, "links": request.links, "format": request.format.value,
+                "max_new_tokens": max_new_tokens, "temperature": temperature}
+        try:
+            async with self._http.stream("POST", self._url, json=body,
+                                         headers={"Accept": "text/event-stream"}) as response:
+                if response.status_code != 200:
+                    yield StreamEvent(ERROR, await _refusal(response))
+                    return
+                async for event in _relay(parse_sse(response.aiter_lines())):
+                    yield event
+                    if event.event in (DONE, ERROR):
+                        return
+                yield StreamEvent(ERROR, "The writing service stopped before finishing the answer.")
+        except httpx.ConnectError:
+            yield StreamEvent(ERROR, f"The writing service is not reachable at {self._url}. "
+                                     "Start the inference API, then try again.")
+        except httpx.TimeoutException:
+            yield StreamEvent(ERROR, "The writing service took too long to answer. Try again in a moment, "
+                                     "or ask for a shorter answer.")
+        except httpx.HTTPError as exc:
+            yield StreamEvent(ERROR, f"The connection to the writing service broke ({type(exc).__name__}). "
+                                     "Try again.")
+
+
+async def _relay(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    async for event in events:
+        if event.event == CITATIONS:
+            try:
+                citations = _CITATIONS.validate_json(event.data or "[]")
+            except ValidationError:
+                continue  # the answer is still worth having without its sources
+            yield StreamEvent(CITATIONS, json.dumps([c.model_dump() for c in citations]))
+        elif event.event in (TOKEN, DONE, ERROR):
+            yield event
+
+
+async def _refusal(response: httpx.Response) -> str:
+    raw = (await response.aread()).decode("utf-8", "replace")
+    try:
+        detail = json.loads(raw).get("detail", raw)
+    except (json.JSONDecodeError, AttributeError):
+        detail = raw
+    if not isinstance(detail, str):
+        detail = json.dumps(detail)
+    detail = detail.strip()[:300] or response.reason_phrase
+    return f"The writing service could not answer (HTTP {response.status_code}): {detail}"
+
+
+async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[StreamEvent]:
+    """Server-sent events from a text stream (the WHATWG rules that matter here)."""
+    name, data, seen = "", [], False
+    async for line in lines:
+        if not line:
+            if seen:
+                yield StreamEvent(name or "message", "\n".join(data))
+            name, data, seen = "", [], False
+            continue
+        if line.startswith(":"):
+            continue  # a comment, such as a keep-alive ping
+        key, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if key == "event":
+            name, seen = value, True
+        elif key == "data":
+            data.append(value)
+            seen = True
+    if seen:
+        yield StreamEvent(name or "message", "\n".join(data))
+
+
+@dataclass
+class Answer:
+    """A whole answer, for the page that works without JavaScript."""
+
+    text: str = ""
+    citations: list[Citation] = field(default_factory=list)
+    error: str | None = None
+
+
+async def collect(events: AsyncIterator[StreamEvent]) -> Answer:
+    answer, pieces = Answer(), []
+    async for event in events:
+        if event.event == TOKEN:
+            pieces.append(event.data)
+        elif event.event == CITATIONS:
+            answer.citations = _CITATIONS.validate_json(event.data)
+        elif event.event == ERROR:
+            answer.error = event.data
+    answer.text = "".join(pieces)
+    return answer

@@ -14,25 +14,13 @@ import pytest
 from openai import OpenAI
 
 from devstack.demo import DEMO_PROMPT, follow_pipeline, seed_demo
-from devstack.stack import Stack, demo_blog, prepare_demo_sources
+from devstack.stack import prepare_demo_sources
 from llmtwin import registry, vectors
 from llmtwin.embeddings import embedding_model_name
-from llmtwin.infra.process import free_port
 from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, open_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def e2e_settings(tmp_path, tiny_base_model) -> Settings:
-    ports = {name: free_port() for name in ("web_port", "api_port", "crawler_port", "cleaner_port",
-                                            "embedder_port", "dataset_builder_port", "trainer_port")}
-    return Settings(
-        data_dir=tmp_path / "data", kafka_bootstrap=f"127.0.0.1:{free_port()}",
-        qdrant_url=f"http://127.0.0.1:{free_port()}", inference_api_url=f"http://127.0.0.1:{ports['api_port']}",
-        base_model=str(tiny_base_model), train_max_steps=6, train_min_new_samples=4, train_quiet_seconds=2,
-        max_new_tokens=12, eval_max_samples=4, **ports)
 
 
 async def warehouse_view(settings: Settings, twin_id: str) -> dict[str, object]:
@@ -48,38 +36,37 @@ async def warehouse_view(settings: Settings, twin_id: str) -> dict[str, object]:
 
 
 @pytest.mark.e2e
-def test_a_twin_goes_through_the_whole_loop(e2e_settings):
+def test_a_twin_goes_through_the_whole_loop(e2e_settings, running_stack, blog_site):
     settings = e2e_settings
-    with Stack(settings) as stack, demo_blog(REPO_ROOT, settings, free_port()) as blog:
-        with httpx.Client(base_url=f"http://{settings.host}:{settings.web_port}", timeout=30) as web:
-            twin_id = seed_demo(web, f"http://{blog.host}:{blog.port}/", prepare_demo_sources(REPO_ROOT, settings))
-            reached = follow_pipeline(web, twin_id, timeout=900)
-        assert list(reached)[-1] == "champion promoted"
+    with httpx.Client(base_url=f"http://{settings.host}:{settings.web_port}", timeout=30) as web:
+        sources = prepare_demo_sources(REPO_ROOT, settings)
+        twin_id = seed_demo(web, f"http://{blog_site.host}:{blog_site.port}/", sources)
+        reached = follow_pipeline(web, twin_id, timeout=900)
+    assert list(reached)[-1] == "champion promoted"
 
-        # Each hop left its mark in the stores.
-        view = asyncio.run(warehouse_view(settings, twin_id))
-        platforms = {doc["platform"] for doc in view["raw"]}
-        assert platforms == {"linkedin", "blog", "github"}
-        assert view["clean"] >= len(view["raw"]) * 0.9  # near-duplicates may be folded
-        assert view["samples"] > 0 and view["versions"]
-        client = vectors.open_vector_client(settings)
-        collection = vectors.collection_name(embedding_model_name(settings), 384)
-        assert vectors.count_points(client, collection, twin_id=twin_id) > 0
-        registry.configure(settings)
-        champion = registry.champion(twin_id)
-        assert champion is not None
-        assert champion.tags.get("dataset_version") in {v["id"] for v in view["versions"]}
+    # Each hop left its mark in the stores.
+    view = asyncio.run(warehouse_view(settings, twin_id))
+    assert {doc["platform"] for doc in view["raw"]} == {"linkedin", "blog", "github"}
+    assert view["clean"] == len(view["raw"])
+    assert view["samples"] > 0 and view["versions"]
+    client = vectors.open_vector_client(settings)
+    collection = vectors.collection_name(embedding_model_name(settings), 384)
+    assert vectors.count_points(client, collection, twin_id=twin_id) > 0
+    registry.configure(settings)
+    champion = registry.champion(twin_id)
+    assert champion is not None
+    assert champion.tags.get("dataset_version") in {v["id"] for v in view["versions"]}
 
-        # The official openai client streams a grounded answer from the champion.
-        openai = OpenAI(base_url=f"{settings.inference_api_url}/v1", api_key="unused-in-the-open-demo")
-        assert twin_id in [m.id for m in openai.models.list().data]
-        stream = openai.chat.completions.create(model=twin_id, stream=True, max_tokens=12,
-                                                messages=[{"role": "user", "content": DEMO_PROMPT}])
-        pieces, citations = [], []
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                pieces.append(chunk.choices[0].delta.content)
-            citations = (chunk.model_extra or {}).get("citations") or citations
-        assert "".join(pieces).strip()
-        own_documents = {doc["id"] for doc in view["raw"]}
-        assert citations and {c["document_id"] for c in citations} <= own_documents
+    # The official openai client streams a grounded answer from the champion.
+    openai = OpenAI(base_url=f"{settings.inference_api_url}/v1", api_key="unused-in-the-open-demo")
+    assert twin_id in [m.id for m in openai.models.list().data]
+    stream = openai.chat.completions.create(model=twin_id, stream=True, max_tokens=12,
+                                            messages=[{"role": "user", "content": DEMO_PROMPT}])
+    pieces, citations = [], []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        citations = (chunk.model_extra or {}).get("citations") or citations
+    assert "".join(pieces).strip()
+    own_documents = {doc["id"] for doc in view["raw"]}
+    assert citations and {c["document_id"] for c in citations} <= own_documents

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 
 from devstack.demo import MILESTONES, follow_pipeline, seed_demo
-from devstack.stack import SERVICES, Stack, demo_blog, prepare_demo_sources
+from devstack.demo_sources import demo_blog, prepare_demo
+from devstack.stack import SERVICES, Stack
 from llmtwin import vectors
 from llmtwin.embeddings import embed, embedding_model_name, load_embedding_model
 from llmtwin.infra.process import free_port
@@ -21,7 +22,6 @@ from llmtwin.settings import Settings
 
 from .report import Result
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 INGEST_SERVICES = tuple(s for s in SERVICES if s.name in {"crawler", "cleaner", "embedder", "dataset-builder", "web"})
 INGEST_MILESTONES = MILESTONES[:4]  # crawled, cleaned, embedded, samples built
 
@@ -32,9 +32,9 @@ def run() -> list[Result]:
                                                 "dataset_builder_port")}
         settings = Settings(data_dir=Path(tmp) / "data", kafka_bootstrap=f"127.0.0.1:{free_port()}",
                             qdrant_url=f"http://127.0.0.1:{free_port()}", **ports)
-        with Stack(settings, services=INGEST_SERVICES) as stack, demo_blog(REPO_ROOT, settings, free_port()) as blog:
+        with Stack(settings, services=INGEST_SERVICES) as stack, demo_blog(settings, free_port()) as blog:
             with httpx.Client(base_url=stack.url(INGEST_SERVICES[-1]), timeout=30) as web:
-                twin_id = seed_demo(web, f"http://{blog.host}:{blog.port}/", prepare_demo_sources(REPO_ROOT, settings))
+                twin_id = seed_demo(web, f"http://{blog.host}:{blog.port}/", prepare_demo(settings.data_dir / "demo"))
                 reached = follow_pipeline(web, twin_id, timeout=600, milestones=INGEST_MILESTONES)
             client = vectors.open_vector_client(settings)
             model = load_embedding_model(settings)

@@ -7,7 +7,6 @@ import logging
 import signal
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import typer
@@ -17,11 +16,11 @@ from rich.table import Table
 from llmtwin.settings import Settings
 
 from .demo import DEMO_PROMPT, follow_pipeline, seed_demo
-from .stack import Stack, demo_blog, prepare_demo_sources
+from .demo_sources import demo_blog, prepare_demo
+from .stack import Stack
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console()
-REPO_ROOT = Path(__file__).resolve().parents[2]
 def stream_answer(api_url: str, twin_id: str, prompt: str) -> None:
     body = {"model": twin_id, "stream": True, "messages": [{"role": "user", "content": prompt}]}
     console.print(f"\n[bold]Prompt:[/] {prompt}\n[bold]Answer:[/] ", end="")
@@ -48,7 +47,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo twin and carry it th
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()
     stack = Stack(settings)
-    blog = demo_blog(REPO_ROOT, settings, demo_site_port)
+    blog = demo_blog(settings, demo_site_port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         console.print("[bold]Starting the broker, the vector store and the services…[/]")
@@ -61,7 +60,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo twin and carry it th
             blog.start()
             with httpx.Client(base_url=f"http://{settings.host}:{settings.web_port}", timeout=30) as web:
                 twin_id = seed_demo(web, f"http://{settings.host}:{demo_site_port}/",
-                                    prepare_demo_sources(REPO_ROOT, settings))
+                                    prepare_demo(settings.data_dir / "demo"))
                 console.print(f"[bold]Demo twin '{twin_id}' loaded; following it through the loop…[/]")
                 reached = follow_pipeline(web, twin_id, timeout, report=console.print)
             stream_answer(settings.inference_api_url, twin_id, DEMO_PROMPT)

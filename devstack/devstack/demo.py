@@ -12,7 +12,7 @@ DEMO_PROMPT = "Write a LinkedIn post about testing data pipelines before they re
 
 # Milestones of the loop, in order, as read from the web's status API.
 MILESTONES = (
-    ("crawled", lambda s: s["counts"]["raw_documents"] > 0 and all(j["state"] in ("succeeded", "failed") for j in s["crawl_jobs"])),
+    ("crawled", lambda s: s["counts"]["raw_documents"] > 0 and all(j["state"] in ("succeeded", "failed") for j in s["crawl"]["jobs"])),
     ("cleaned", lambda s: s["counts"]["raw_documents"] > 0 and s["counts"]["clean_documents"] >= s["counts"]["raw_documents"]),
     ("embedded", lambda s: s["counts"]["chunk_records"] > 0 and s["counts"]["chunk_records"] >= s["counts"]["clean_documents"] - s["counts"].get("duplicates", 0)),
     ("samples built", lambda s: s["counts"]["instruct_samples"] > 0),

@@ -6,12 +6,9 @@ package knows their command lines, not their code.
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -117,27 +114,3 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def demo_blog(repo_root: Path, settings: Settings, port: int) -> LocalServer:
-    """The sample blog served on loopback, as a person's own site would be on the web."""
-    return LocalServer("demo-blog", [sys.executable, "-m", "http.server", str(port), "--bind", settings.host,
-                                     "--directory", str(repo_root / "samples" / "demo" / "blog")],
-                       settings.host, port, log_path=settings.data_dir / "logs" / "demo-blog.log")
-
-
-def prepare_demo_sources(repo_root: Path, settings: Settings) -> dict[str, str]:
-    """Turn the shipped sample corpus into what a person would point the twin at:
-    a LinkedIn export ZIP, a git repository, and a blog (served by the caller)."""
-    demo = settings.data_dir / "demo"
-    demo.mkdir(parents=True, exist_ok=True)
-    samples = repo_root / "samples" / "demo"
-    archive = shutil.make_archive(str(demo / "linkedin-export"), "zip", samples / "linkedin")
-    repo = demo / "code-repo"
-    if not (repo / ".git").exists():
-        shutil.copytree(samples / "code", repo, dirs_exist_ok=True)
-        git = ["git", "-C", str(repo), "-c", "user.name=Ada Quill", "-c", "user.email=ada@example.com"]
-        subprocess.run([*git, "init", "-q"], check=True)
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-qm", "Sample code for the demo twin"], check=True)
-    return {"linkedin": f"file://{archive}", "github": f"file://{repo}"}

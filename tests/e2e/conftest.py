@@ -2,15 +2,16 @@
 with a tiny base model so training fits in CI. Tests use their own twins on it."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from devstack.stack import Stack, demo_blog
+from devstack.demo_sources import demo_blog
+from devstack.stack import Stack
 from llmtwin.infra.process import LocalServer, free_port
 from llmtwin.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The page behind sign-in, as deployed: the browser test signs in, API clients send it as a bearer token.
+E2E_ADMIN_TOKEN = "e2e-admin-token"
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,7 @@ def e2e_settings(tmp_path_factory, tiny_base_model) -> Settings:
         data_dir=tmp_path_factory.mktemp("e2e") / "data", kafka_bootstrap=f"127.0.0.1:{free_port()}",
         qdrant_url=f"http://127.0.0.1:{free_port()}", inference_api_url=f"http://127.0.0.1:{ports['api_port']}",
         base_model=str(tiny_base_model), train_max_steps=6, train_min_new_samples=4, train_quiet_seconds=2,
-        max_new_tokens=12, eval_max_samples=4, **ports)
+        max_new_tokens=12, eval_max_samples=4, web_admin_token=E2E_ADMIN_TOKEN, **ports)
 
 
 @pytest.fixture(scope="session")
@@ -33,5 +34,5 @@ def running_stack(e2e_settings) -> Stack:
 @pytest.fixture(scope="session")
 def blog_site(e2e_settings) -> LocalServer:
     """The demo blog on loopback: a person's own site, as the crawler would find it on the web."""
-    with demo_blog(REPO_ROOT, e2e_settings, free_port()) as server:
+    with demo_blog(e2e_settings, free_port()) as server:
         yield server

@@ -7,20 +7,18 @@ devstack `make run` uses), with a tiny base model so the test fits in CI.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import httpx
 import pytest
 from openai import OpenAI
 
 from devstack.demo import DEMO_PROMPT, follow_pipeline, seed_demo
-from devstack.stack import prepare_demo_sources
+from devstack.demo_sources import prepare_demo
 from llmtwin import registry, vectors
 from llmtwin.embeddings import embedding_model_name
 from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, open_warehouse
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 async def warehouse_view(settings: Settings, twin_id: str) -> dict[str, object]:
@@ -38,8 +36,9 @@ async def warehouse_view(settings: Settings, twin_id: str) -> dict[str, object]:
 @pytest.mark.e2e
 def test_a_twin_goes_through_the_whole_loop(e2e_settings, running_stack, blog_site):
     settings = e2e_settings
-    with httpx.Client(base_url=f"http://{settings.host}:{settings.web_port}", timeout=30) as web:
-        sources = prepare_demo_sources(REPO_ROOT, settings)
+    bearer = {"Authorization": f"Bearer {settings.web_admin_token.get_secret_value()}"}
+    with httpx.Client(base_url=f"http://{settings.host}:{settings.web_port}", headers=bearer, timeout=30) as web:
+        sources = prepare_demo(settings.data_dir / "demo")
         twin_id = seed_demo(web, f"http://{blog_site.host}:{blog_site.port}/", sources)
         reached = follow_pipeline(web, twin_id, timeout=900)
     assert list(reached)[-1] == "champion promoted"

@@ -1,0 +1,262 @@
+"""Blogs, Medium and Substack pages: find the feed, list its articles, fetch and extract each.
+
+Scrapy does the fetching, without a Twisted reactor (`TWISTED_REACTOR_ENABLED=False`, on
+its own asyncio loop) and only ever inside the crawl worker process, never on a
+service's event loop. Politeness is Scrapy's: robots.txt obeyed, a per-domain delay
+(autothrottled), a clear user agent, retries (with the backoff below), and the page
+and depth caps. A site without a feed is walked by its same-site links instead.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import scrapy
+from scrapy.exceptions import IgnoreRequest
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from llmtwin.domain import DocumentKind, Platform, RawDocument
+
+from ..config import CrawlConfig
+from ..extract import (ExtractionError, FeedEntry, discover_feeds, discover_links, extract_article,
+                       looks_like_feed, parse_feed)
+from ..items import CrawlTarget, Failed, Item, Skipped
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAX_PAGE_BYTES = 10 * 1024 * 1024
+
+
+def feed_candidates(url: str, platform: Platform) -> list[str]:
+    """Where feeds usually live when a page does not announce one."""
+    parts = urlsplit(url)
+    root = f"{parts.scheme}://{parts.netloc}"
+    guesses = []
+    segments = [s for s in parts.path.split("/") if s]
+    if platform is Platform.MEDIUM and segments and segments[0].startswith("@"):
+        guesses.append(f"{root}/feed/{segments[0]}")  # medium.com/feed/@user
+    guesses += [f"{root}/feed", f"{root}/feed.xml", f"{root}/rss.xml", f"{root}/atom.xml"]
+    return list(dict.fromkeys(guesses))
+
+
+@lru_cache(maxsize=256)
+def is_private_host(host: str) -> bool:
+    """Loopback, private, link-local: places a public crawler must not be pointed at."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        return False  # unresolvable: the fetch fails with its own reason
+    return any(not ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses)
+
+
+def failure_reason(failure: Any) -> str:
+    exc = failure.value
+    if isinstance(exc, HttpError):
+        return f"HTTP {exc.response.status}"
+    if isinstance(exc, IgnoreRequest):
+        return "disallowed by robots.txt" if "robots" in str(exc).lower() or not str(exc) else str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class RetryBackoff:
+    """Waits before each retry, twice as long each time (Scrapy's own retries do not wait)."""
+
+    def __init__(self, base: float) -> None:
+        self.base = base
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> "RetryBackoff":
+        return cls(crawler.settings.getfloat("TWIN_RETRY_BACKOFF"))
+
+    async def process_request(self, request: scrapy.Request) -> None:
+        retries = request.meta.get("retry_times", 0)
+        if retries and self.base > 0:
+            await asyncio.sleep(self.base * 2 ** (retries - 1))
+
+
+def scrapy_settings(config: CrawlConfig) -> dict[str, Any]:
+    return {
+        "TWISTED_REACTOR_ENABLED": False,
+        "USER_AGENT": config.user_agent,
+        "ROBOTSTXT_OBEY": True,
+        "DOWNLOAD_DELAY": config.download_delay,
+        "AUTOTHROTTLE_ENABLED": config.autothrottle,
+        "AUTOTHROTTLE_START_DELAY": max(config.download_delay, 0.1),
+        "CONCURRENT_REQUESTS_PER_DOMAIN": 2,
+        "RETRY_ENABLED": config.retry_times > 0,
+        "RETRY_TIMES": config.retry_times,
+        "TWIN_RETRY_BACKOFF": config.retry_backoff,
+        "DOWNLOADER_MIDDLEWARES": {f"{__name__}.RetryBackoff": 560},
+        "DOWNLOAD_TIMEOUT": config.timeout_seconds,
+        "DOWNLOAD_MAXSIZE": MAX_PAGE_BYTES,
+        "COOKIES_ENABLED": False,
+        "TELNETCONSOLE_ENABLED": False,
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+class SiteSpider(scrapy.Spider):
+    """Collects `Item`s into `self.items`; every page that fails becomes a `Failed` with its reason."""
+
+    name = "twin-site"
+
+    def __init__(self, target: CrawlTarget, config: CrawlConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target, self.config = target, config
+        self.items: list[Item] = []
+        self.pages_left = config.max_pages
+        self.scheduled: set[str] = set()
+        self.site = urlsplit(target.url).netloc
+        self.start_links: list[str] = []
+
+    # -- requests ----------------------------------------------------------------------------
+    def _page(self, url: str, callback: Any, **meta: Any) -> scrapy.Request | None:
+        """A request for one page, or None (recorded as failed or skipped) when it may not be fetched."""
+        if url in self.scheduled:
+            return None
+        self.scheduled.add(url)
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError as exc:
+            self.items.append(Failed(url, f"malformed URL: {exc}"))
+            return None
+        if parts.scheme not in ("http", "https") or not host:
+            self.items.append(Failed(url, "malformed or unsupported URL"))
+            return None
+        if not self.config.allow_private_hosts and is_private_host(host):
+            self.items.append(Failed(url, "refused: the host is a private or loopback address"))
+            return None
+        if self.pages_left <= 0:
+            self.items.append(Skipped(url, f"page cap reached ({self.config.max_pages} pages)"))
+            return None
+        self.pages_left -= 1
+        try:
+            return scrapy.Request(url, callback=callback, errback=self.on_page_error, meta=meta, dont_filter=True)
+        except ValueError as exc:
+            self.items.append(Failed(url, f"malformed URL: {exc}"))
+            return None
+
+    def _probe(self, candidates: list[str]) -> scrapy.Request | None:
+        """A request for the first of the candidate feed URLs, or None when none is left."""
+        if candidates:
+            return scrapy.Request(candidates[0], callback=self.on_feed, errback=self.on_probe_error,
+                                  meta={"candidates": candidates[1:]}, dont_filter=True)
+        return None
+
+    async def start(self):
+        request = self._page(self.target.url, self.on_start, hops=0)
+        if request is not None:
+            yield request
+
+    # -- callbacks ---------------------------------------------------------------------------
+    def on_start(self, response: scrapy.http.Response):
+        if looks_like_feed(response.body):
+            yield from self._follow_feed(response)
+            return
+        if not self._is_html(response):
+            return
+        html = response.text
+        self.start_links = discover_links(html, response.url)
+        announced = discover_feeds(html, response.url)
+        probe = self._probe(announced + [c for c in feed_candidates(response.url, self.target.platform)
+                                         if c not in announced and c != response.url])
+        if probe is not None:
+            yield probe
+
+    def on_feed(self, response: scrapy.http.Response):
+        if looks_like_feed(response.body):
+            yield from self._follow_feed(response)
+        else:
+            yield from self._next_probe(response.meta["candidates"])
+
+    def on_probe_error(self, failure: Any):
+        # A missing feed is not a failure of the crawl: try the next place.
+        yield from self._next_probe(failure.request.meta["candidates"])
+
+    def _next_probe(self, candidates: list[str]):
+        probe = self._probe(candidates)
+        if probe is not None:
+            yield probe
+        else:
+            yield from self._follow_links(self.start_links, hops=1)
+
+    def _follow_feed(self, response: scrapy.http.Response):
+        try:
+            entries = parse_feed(response.body, response.url)
+        except ExtractionError as exc:
+            self.items.append(Failed(response.url, str(exc)))
+            return
+        for entry in entries:
+            request = self._page(entry.link, self.on_article, entry=entry)
+            if request is not None:
+                yield request
+
+    def _follow_links(self, links: list[str], hops: int):
+        if hops > self.config.max_depth:
+            return
+        for link in links:
+            if urlsplit(link).netloc == self.site:
+                request = self._page(link, self.on_linked_page, hops=hops)
+                if request is not None:
+                    yield request
+
+    def on_article(self, response: scrapy.http.Response):
+        """A page a feed listed: it must be an article."""
+        if self._is_html(response):
+            self._store(response, response.meta.get("entry"), required=True)
+
+    def on_linked_page(self, response: scrapy.http.Response):
+        """A page found by walking links: an article or an index page; follow its links either way."""
+        if not self._is_html(response):
+            return
+        self._store(response, None, required=False)
+        yield from self._follow_links(discover_links(response.text, response.url), response.meta["hops"] + 1)
+
+    def on_page_error(self, failure: Any):
+        self.items.append(Failed(failure.request.url, failure_reason(failure)))
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _is_html(self, response: scrapy.http.Response) -> bool:
+        content_type = response.headers.get(b"Content-Type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if content_type in HTML_TYPES or (not content_type and isinstance(response, scrapy.http.HtmlResponse)):
+            return True
+        self.items.append(Failed(response.url, f"not an HTML page ({content_type or 'unknown type'})"))
+        return False
+
+    def _store(self, response: scrapy.http.Response, entry: FeedEntry | None, *, required: bool) -> None:
+        try:
+            article = extract_article(response.text, response.url)
+        except ExtractionError as exc:
+            self.items.append(Failed(response.url, str(exc)) if required else Skipped(response.url, str(exc)))
+            return
+        self.items.append(RawDocument.create(
+            twin_id=self.target.twin_id, platform=self.target.platform, kind=DocumentKind.ARTICLE,
+            link=entry.link if entry else response.url, content=article.text,
+            title=article.title or (entry.title if entry else ""),
+            # A feed's date carries the time of day; a page's often only the day.
+            published_at=(entry.published_at if entry else None) or article.published_at,
+            metadata={"fetched_from": response.url}))
+
+
+async def _crawl(target: CrawlTarget, config: CrawlConfig) -> list[Item]:
+    from scrapy.crawler import AsyncCrawlerRunner
+
+    runner = AsyncCrawlerRunner(settings=scrapy_settings(config))
+    crawler = runner.create_crawler(SiteSpider)
+    await crawler.crawl_async(target=target, config=config)
+    return crawler.spider.items
+
+
+@dataclass(frozen=True)
+class WebSite:
+    config: CrawlConfig
+
+    def collect(self, target: CrawlTarget) -> Iterator[Item]:
+        # Its own asyncio loop: this runs in the crawl worker process, never on a service's loop.
+        yield from asyncio.run(_crawl(target, self.config))

@@ -73,6 +73,8 @@ def make_faust_app(app_id: str, settings: Settings, port: int):
         web_port=port,
         web_enabled=True,
         autodiscover=False,
+        # faust keeps a folder per app (it makes only the last level): under data_dir, not in the cwd.
+        datadir=str(settings.data_dir / app_id),
     )
 
 
@@ -222,6 +224,7 @@ class StageRunner:
         import faust
 
         ensure_topics(self.settings)
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         worker = faust.Worker(self.app, loglevel="info")
         worker.execute_from_commandline()
 

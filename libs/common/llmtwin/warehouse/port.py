@@ -23,6 +23,8 @@ class Collection(StrEnum):
     TRAINING_JOBS = "training_jobs"
     CRAWL_JOBS = "crawl_jobs"
     TRIGGER_STATE = "trigger_state"
+    SAMPLE_RECORDS = "sample_records"  # per clean document: which content version its samples came from
+    DATASET_SAMPLES = "dataset_samples"  # write-once copies of every sample a dataset version holds
 
 
 class UpsertResult(StrEnum):

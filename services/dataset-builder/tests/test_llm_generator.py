@@ -1,0 +1,147 @@
+"""The OpenAI-compatible generator against a fake endpoint served on loopback by the test."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from llmtwin.infra.process import free_port
+from twin_dataset_builder.generators import OpenAICompatibleGenerator, offline_instruction
+from twin_dataset_builder.sections import split_sections
+
+CONCURRENCY = 3
+
+
+@dataclass
+class FakeEndpoint:
+    """Answers chat completions; fails the first call for texts marked flaky; refuses texts marked refused."""
+
+    flaky: str = "## Keep raw data immutable"
+    refused: str = "def merge_configs"
+    always_status: int | None = None
+    hold_first_wave: bool = True
+    calls: Counter = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    auth: set = field(default_factory=set)
+    url: str = ""
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+        wave = asyncio.Event()
+
+        @app.post("/v1/chat/completions")
+        async def complete(request: Request):
+            body = await request.json()
+            text = body["messages"][-1]["content"].split("Text:\n", 1)[1]
+            self.calls[text] += 1
+            self.auth.add(request.headers.get("authorization"))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                # Hold the first requests until as many as the client may send at once have arrived.
+                if self.in_flight >= CONCURRENCY or not self.hold_first_wave:
+                    wave.set()
+                try:
+                    await asyncio.wait_for(wave.wait(), 5)
+                except TimeoutError:
+                    pass
+                if self.always_status:
+                    return JSONResponse({"error": "down"}, status_code=self.always_status)
+                if text.startswith(self.flaky) and self.calls[text] == 1:
+                    return JSONResponse({"error": "overloaded"}, status_code=503)
+                answer = ("I'm sorry, but I can't help with that." if text.startswith(self.refused)
+                          else f"Instruction: Write about {' '.join(text.split()[:4])}.")
+                return {"id": "x", "object": "chat.completion", "model": body["model"],
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                                     "finish_reason": "stop"}]}
+            finally:
+                self.in_flight -= 1
+
+        return app
+
+
+@pytest.fixture
+def endpoint():
+    fake = FakeEndpoint()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the fake endpoint did not start")
+        threading.Event().wait(0.02)
+    fake.url = f"http://127.0.0.1:{port}/v1"
+    yield fake
+    server.should_exit = True
+    thread.join(10)
+
+
+def generator(endpoint: FakeEndpoint, tmp_path, **options) -> OpenAICompatibleGenerator:
+    return OpenAICompatibleGenerator(endpoint.url, "fake-model", "sk-test", cache_dir=tmp_path / "cache",
+                                     concurrency=CONCURRENCY, backoff_seconds=0.01, **options)
+
+
+async def test_batched_retried_validated_and_cached(endpoint, tmp_path, post_doc, article_doc, code_doc):
+    docs = [post_doc, article_doc, code_doc]
+    sections = [s for d in docs for s in split_sections(d)]
+    llm = generator(endpoint, tmp_path)
+    try:
+        samples = await llm.generate(docs)
+    finally:
+        await llm.close()
+
+    assert len(samples) == len(sections) == 7
+    assert endpoint.max_in_flight == CONCURRENCY  # concurrent, and never more than allowed
+    assert endpoint.auth == {"Bearer sk-test"}
+    by_answer = {s.answer: s for s in samples}
+    flaky = next(s for s in sections if s.text.startswith(endpoint.flaky))
+    assert endpoint.calls[flaky.text] == 2  # a 503, then a retry that worked
+    assert by_answer[flaky.text].instruction == "Write about ## Keep raw data."
+    assert by_answer[flaky.text].generator == "llm:fake-model"
+    refused = next(s for s in sections if s.text.startswith(endpoint.refused))
+    assert by_answer[refused.text].instruction == offline_instruction(refused)
+    assert by_answer[refused.text].generator == "offline"
+    assert all(s.answer in d.content for s in samples for d in docs if d.id == s.document_id)
+
+    calls_before = sum(endpoint.calls.values())
+    rerun = generator(endpoint, tmp_path)
+    try:
+        again = await rerun.generate(docs)
+    finally:
+        await rerun.close()
+    assert sum(endpoint.calls.values()) == calls_before  # every answer came from the cache
+    assert [s.model_dump() for s in again] == [s.model_dump() for s in samples]
+
+
+async def test_an_endpoint_that_keeps_failing_gives_offline_instructions_and_caches_nothing(
+        endpoint, tmp_path, post_doc):
+    endpoint.always_status, endpoint.hold_first_wave = 500, False
+    llm = generator(endpoint, tmp_path, max_retries=2)
+    try:
+        [sample] = await llm.generate([post_doc])
+        assert sample.generator == "offline"
+        assert sample.instruction == offline_instruction(split_sections(post_doc)[0])
+        assert sum(endpoint.calls.values()) == 3  # the first try and two retries
+        await llm.generate([post_doc])
+        assert sum(endpoint.calls.values()) == 6  # failures are not cached: asked again
+    finally:
+        await llm.close()
+
+
+async def test_a_client_error_is_not_retried(endpoint, tmp_path, post_doc):
+    endpoint.always_status, endpoint.hold_first_wave = 401, False
+    llm = generator(endpoint, tmp_path)
+    try:
+        [sample] = await llm.generate([post_doc])
+    finally:
+        await llm.close()
+    assert sample.generator == "offline"
+    assert sum(endpoint.calls.values()) == 1

@@ -1,0 +1,335 @@
+"""The training trigger over a real SQLite warehouse: counting, quiet period, one job at a time, crashes.
+
+The launcher is a fake in the logic tests (the subject is the trigger above it) and the real
+SubprocessLauncher, with small Python commands for jobs, in the launcher tests."""
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from llmtwin.domain import CleanDocument, DocumentKind, InstructSample, JobState, Platform, TrainingJob, content_hash
+from llmtwin.events import SampleStored
+from llmtwin.settings import Settings, settings_env
+from llmtwin.warehouse import Collection, open_warehouse
+from llmtwin.warehouse.repository import Repository
+from twin_trainer.trigger import (ExitStatus, LaunchRecord, SubprocessLauncher, TrainingTrigger,
+                                  training_job_id)
+
+THRESHOLD, QUIET = 5, 30.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLauncher:
+    """Records launches; a job's 'process' runs until the test finishes it."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.launched: list[str] = []
+        self.running: set[str] = set()
+        self.found: dict[str, str] = {}  # job id -> handle of a process that runs already
+
+    async def launch(self, job: TrainingJob) -> LaunchRecord:
+        self.launched.append(job.id)
+        self.running.add(job.id)
+        return LaunchRecord(id=LaunchRecord.key(job.id), job_id=job.id, twin_id=job.twin_id, launcher=self.name,
+                            handle=f"proc-{len(self.launched)}", log_path="/dev/null")
+
+    async def find(self, job: TrainingJob) -> LaunchRecord | None:
+        if job.id not in self.found:
+            return None
+        return LaunchRecord(id=LaunchRecord.key(job.id), job_id=job.id, twin_id=job.twin_id, launcher=self.name,
+                            handle=self.found[job.id], log_path="/dev/null")
+
+    async def exit_status(self, record: LaunchRecord) -> ExitStatus | None:
+        return None if record.job_id in self.running else ExitStatus(code=1, detail="exited with code 1")
+
+    async def log_tail(self, record: LaunchRecord, max_chars: int = 600) -> str:
+        return "Traceback: out of memory"
+
+
+@pytest.fixture
+async def warehouse(sqlite_url):
+    opened = open_warehouse(sqlite_url)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def launcher() -> FakeLauncher:
+    return FakeLauncher()
+
+
+def trigger_over(warehouse, launcher, clock) -> TrainingTrigger:
+    return TrainingTrigger(warehouse, launcher, min_new_samples=THRESHOLD, quiet_seconds=QUIET, clock=clock)
+
+
+async def new_samples(warehouse, count: int, *, twin_id: str = "ada", start: int = 0) -> list[SampleStored]:
+    """Stores `count` samples of one new document, as the dataset-builder would, and their events."""
+    link = f"https://blog/{twin_id}/{start}"
+    doc = CleanDocument(id=f"{twin_id}-doc-{start}", twin_id=twin_id, platform=Platform.BLOG,
+                        kind=DocumentKind.ARTICLE, link=link, content=link, content_hash=content_hash(link),
+                        raw_hash=content_hash(link))
+    await Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument).add(doc)
+    events = []
+    for i in range(start, start + count):
+        sample = InstructSample.create(twin_id=twin_id, document_id=doc.id, kind=doc.kind,
+                                       instruction=f"Write part {i}.", answer=f"Part {i} in my own words.")
+        await Repository(warehouse, Collection.INSTRUCT_SAMPLES, InstructSample).add(sample)
+        events.append(SampleStored(id=sample.id, twin_id=twin_id, document_id=doc.id, split=sample.split))
+    return events
+
+
+async def jobs_of(warehouse, twin_id: str = "ada") -> list[TrainingJob]:
+    return await Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob).list({"twin_id": twin_id})
+
+
+async def test_below_the_threshold_no_job_starts(warehouse, launcher, clock):
+    trigger = trigger_over(warehouse, launcher, clock)
+    await trigger.handle(await new_samples(warehouse, THRESHOLD - 1))
+    clock.now += QUIET * 10
+    await trigger.tick()
+    assert await jobs_of(warehouse) == [] and launcher.launched == []
+
+
+async def test_threshold_and_quiet_start_exactly_one_job_despite_replays_and_restarts(warehouse, launcher, clock):
+    trigger = trigger_over(warehouse, launcher, clock)
+    events = await new_samples(warehouse, THRESHOLD)
+    await trigger.handle(events)
+    clock.now += QUIET / 2
+    await trigger.tick()
+    assert launcher.launched == []  # the stream is not quiet yet
+
+    await trigger.handle(events)  # a replay is not news: the quiet period is not reset
+    clock.now += QUIET / 2
+    await trigger.tick()
+    [job] = await jobs_of(warehouse)
+    assert launcher.launched == [job.id]
+    assert job.state == JobState.RUNNING and job.id == training_job_id("ada", job.dataset_version)
+    version = await warehouse.get(Collection.DATASET_VERSIONS, job.dataset_version)
+    assert sorted(version["sample_ids"]) == sorted(e.id for e in events)
+
+    # The broker replays everything to a restarted trigger: still one job, launched once.
+    launcher.running.clear()
+    await Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob).add(
+        job.model_copy(update={"state": JobState.SUCCEEDED}))
+    restarted = trigger_over(warehouse, launcher, clock)
+    await restarted.reconcile()
+    await restarted.handle(events)
+    clock.now += QUIET * 2
+    await restarted.tick()
+    assert len(await jobs_of(warehouse)) == 1 and launcher.launched == [job.id]
+
+
+async def test_counts_survive_a_restart(warehouse, launcher, clock):
+    await trigger_over(warehouse, launcher, clock).handle(await new_samples(warehouse, THRESHOLD - 2))
+    restarted = trigger_over(warehouse, launcher, clock)
+    await restarted.reconcile()
+    await restarted.handle(await new_samples(warehouse, 2, start=100))
+    clock.now += QUIET
+    await restarted.tick()
+    [job] = await jobs_of(warehouse)
+    assert launcher.launched == [job.id]
+
+
+async def test_no_second_job_while_one_runs_and_the_next_one_waits_for_it(warehouse, launcher, clock):
+    trigger = trigger_over(warehouse, launcher, clock)
+    await trigger.handle(await new_samples(warehouse, THRESHOLD))
+    clock.now += QUIET
+    await trigger.tick()
+    [first] = await jobs_of(warehouse)
+
+    await trigger.handle(await new_samples(warehouse, THRESHOLD, start=100))
+    clock.now += QUIET
+    await trigger.tick()
+    assert [j.id for j in await jobs_of(warehouse)] == [first.id]
+
+    # The first job records its verdict and its process ends: now the second one starts.
+    await Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob).add(
+        first.model_copy(update={"state": JobState.SUCCEEDED}))
+    launcher.running.discard(first.id)
+    await trigger.tick()
+    jobs = {j.id: j for j in await jobs_of(warehouse)}
+    assert len(jobs) == 2 and jobs[first.id].state == JobState.SUCCEEDED
+    [second] = [j for j in jobs.values() if j.id != first.id]
+    assert launcher.launched == [first.id, second.id]
+    version = await warehouse.get(Collection.DATASET_VERSIONS, second.dataset_version)
+    assert len(version["sample_ids"]) == 2 * THRESHOLD
+
+
+async def test_a_job_whose_process_ends_without_a_final_state_is_failed_with_the_reason(warehouse, launcher, clock):
+    trigger = trigger_over(warehouse, launcher, clock)
+    await trigger.handle(await new_samples(warehouse, THRESHOLD))
+    clock.now += QUIET
+    await trigger.tick()
+    launcher.running.clear()  # it died
+    await trigger.tick()
+    [job] = await jobs_of(warehouse)
+    assert job.state == JobState.FAILED
+    assert "exited with code 1 without recording a final state" in job.message
+    assert "out of memory" in job.message
+
+
+async def test_restart_launches_a_job_queued_before_the_crash_and_adopts_a_running_one(warehouse, launcher, clock):
+    jobs = Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob)
+    await jobs.add(TrainingJob(id="queued-job", twin_id="ada", dataset_version="v1"))
+    await jobs.add(TrainingJob(id="orphan-job", twin_id="bob", dataset_version="v2", state=JobState.RUNNING))
+    await jobs.add(TrainingJob(id="adopted-job", twin_id="cy", dataset_version="v3"))
+    launcher.found["adopted-job"] = "proc-still-running"
+    launcher.running.add("adopted-job")
+
+    await trigger_over(warehouse, launcher, clock).reconcile()
+    assert launcher.launched == ["queued-job"]  # never the one whose process runs already
+    states = {j.id: j for j in await jobs.list()}
+    assert states["queued-job"].state == JobState.RUNNING
+    assert states["orphan-job"].state == JobState.FAILED and "no record of its process" in states["orphan-job"].message
+    assert states["adopted-job"].state == JobState.QUEUED
+    adopted = await warehouse.get(Collection.TRIGGER_STATE, LaunchRecord.key("adopted-job"))
+    assert adopted["handle"] == "proc-still-running"
+
+
+# --- the real SubprocessLauncher -------------------------------------------------------------
+
+FINISH_JOB = textwrap.dedent("""
+    import asyncio, sys
+    from llmtwin.settings import Settings
+    from llmtwin.warehouse import open_warehouse
+
+    async def main():
+        warehouse = open_warehouse(Settings().warehouse)
+        job = await warehouse.get("training_jobs", sys.argv[1])
+        await warehouse.upsert("training_jobs", {**job, "state": "succeeded", "model_version": "1"})
+        await warehouse.close()
+
+    asyncio.run(main())
+""")
+CRASH = "import sys; print('loading the base model'); raise RuntimeError('CUDA out of memory, job ' + sys.argv[1])"
+
+
+async def run_until_final(trigger: TrainingTrigger, job_id: str, timeout: float = 60.0) -> TrainingJob:
+    import asyncio
+
+    jobs = Repository(trigger.warehouse, Collection.TRAINING_JOBS, TrainingJob)
+    for _ in range(int(timeout / 0.05)):
+        await trigger.watch_jobs()
+        job = await jobs.get(job_id)
+        if job.state in (JobState.SUCCEEDED, JobState.FAILED) and \
+                await trigger.launcher.exit_status(await trigger.launches.get(LaunchRecord.key(job_id))) is not None:
+            return job
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"job {job_id} did not finish")
+
+
+@pytest.mark.parametrize("script, state", [(FINISH_JOB, JobState.SUCCEEDED), (CRASH, JobState.FAILED)])
+async def test_subprocess_launcher_runs_a_job_and_fails_it_when_it_crashes(tmp_path, clock, script, state):
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir(parents=True)
+    warehouse = open_warehouse(settings.warehouse)
+    try:
+        launcher = SubprocessLauncher(settings.data_dir / "logs" / "jobs", settings_env(settings),
+                                      command=lambda job: [sys.executable, "-c", script, job.id])
+        trigger = TrainingTrigger(warehouse, launcher, min_new_samples=THRESHOLD, quiet_seconds=QUIET, clock=clock)
+        await trigger.handle(await new_samples(warehouse, THRESHOLD))
+        clock.now += QUIET
+        await trigger.tick()
+        [job] = await jobs_of(warehouse)
+        record = await trigger.launches.get(LaunchRecord.key(job.id))
+        assert record.launcher == "subprocess" and record.handle.isdigit()
+
+        finished = await run_until_final(trigger, job.id)
+        assert finished.state == state
+        log_text = (settings.data_dir / "logs" / "jobs" / f"{job.id}.log").read_text()
+        if state == JobState.FAILED:
+            assert "exited with code 1 without recording a final state" in finished.message
+            assert f"CUDA out of memory, job {job.id}" in finished.message
+            assert "loading the base model" in log_text
+        else:
+            assert finished.model_version == "1" and finished.message.startswith("started by subprocess")
+    finally:
+        await warehouse.close()
+
+
+async def test_a_restarted_trigger_finds_a_job_process_that_still_runs_and_notices_when_it_ends(tmp_path):
+    import asyncio
+
+    settings = Settings(data_dir=tmp_path / "data")
+    # The job waits for a file to appear, so the test decides when its process ends.
+    release = tmp_path / "release"
+    script = (f"import pathlib, sys, time\nwhile not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)\n"
+              "sys.exit(3)")
+    command = lambda job: [sys.executable, "-c", script, job.id]  # noqa: E731
+    first = SubprocessLauncher(settings.data_dir / "logs", {}, command=command)
+    job = TrainingJob(id="job-0123456789abcdef", twin_id="ada", dataset_version="v1")
+    record = await first.launch(job)
+    try:
+        second = SubprocessLauncher(settings.data_dir / "logs", {}, command=command)  # the restarted trigger's
+        found = await second.find(job)
+        assert found is not None and found.handle == record.handle
+        assert await second.exit_status(found) is None
+        release.touch()
+        status = await first.exit_status(record)
+        for _ in range(1200):
+            if status is not None:
+                break
+            await asyncio.sleep(0.05)
+            status = await first.exit_status(record)
+        assert status == ExitStatus(code=3, detail="exited with code 3")
+        assert await second.exit_status(found) == ExitStatus(code=None, detail="its process is gone")
+        assert await second.find(job) is None
+    finally:
+        release.touch()
+
+
+# --- the trigger stage as a real process over a real broker ----------------------------------
+
+async def test_the_trigger_stage_starts_one_real_job_from_the_sample_stream(bus_settings, tmp_path):
+    import asyncio
+
+    from llmtwin.bus.producer import SyncEventProducer
+    from llmtwin.infra.process import LocalServer, free_port
+
+    warehouse = open_warehouse(bus_settings.warehouse)
+    port = free_port()
+    # A base model that does not exist: the job process fails fast and must say why.
+    env = {**settings_env(bus_settings), "TWIN_TRAINER_PORT": str(port), "TWIN_TRAIN_MIN_NEW_SAMPLES": "4",
+           "TWIN_TRAIN_QUIET_SECONDS": "0.5", "TWIN_BASE_MODEL": str(tmp_path / "missing.gguf")}
+    stage = LocalServer("trainer-trigger", [sys.executable, "-m", "twin_trainer", "serve"], "127.0.0.1", port,
+                        log_path=tmp_path / "trigger.log", env=env)
+    try:
+        events = await new_samples(warehouse, 4)
+        stage.start(timeout=60)
+        producer = SyncEventProducer(bus_settings)
+        for event in events + events:  # every message twice: at-least-once delivery
+            producer.send(event)
+        producer.close()
+        job = None
+        for _ in range(2400):
+            jobs = await jobs_of(warehouse)
+            if jobs and jobs[0].state in (JobState.SUCCEEDED, JobState.FAILED):
+                job = jobs[0]
+                break
+            await asyncio.sleep(0.05)
+        log_text = (tmp_path / "trigger.log").read_text(errors="replace")[-3000:]
+        assert job is not None, log_text
+        assert len(await jobs_of(warehouse)) == 1
+        version = await warehouse.get(Collection.DATASET_VERSIONS, job.dataset_version)
+        assert sorted(version["sample_ids"]) == sorted(e.id for e in events)
+        assert job.state == JobState.FAILED and "missing.gguf" in job.message, job.message
+        assert (bus_settings.data_dir / "logs" / "jobs" / f"{job.id}.log").exists()
+    finally:
+        stage.stop()
+        await warehouse.close()

@@ -1,0 +1,364 @@
+"""The training trigger: `instruct_samples` consumed like a change stream.
+
+Per twin it counts the samples that are new since its last dataset version. When
+the count reaches `train_min_new_samples` and no new sample has come for
+`train_quiet_seconds`, and no job of that twin is queued or running, it cuts a
+dataset version and starts a training job through a `JobLauncher`.
+
+Crash safety: the counts (the pending sample ids) live in the warehouse, so a
+restart loses none, and replayed messages are not counted twice. A job's id is a
+hash of the twin and the dataset version, so a restart never creates the same job
+twice; a launch is recorded with the process it started, so a restarted trigger
+adopts a job still running instead of starting it again. Jobs whose process is
+gone without having recorded a final state are marked failed, with the reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, Field
+
+from llmtwin.bus.stage import StageSpec
+from llmtwin.datasets import EmptyDataset, cut_dataset_version, get_dataset_version
+from llmtwin.domain import JobState, TrainingJob, stable_id, utcnow
+from llmtwin.events import Event, SampleStored, Topic
+from llmtwin.settings import Settings, settings_env
+from llmtwin.warehouse import Collection, Warehouse, open_warehouse
+from llmtwin.warehouse.repository import Repository
+
+log = logging.getLogger(__name__)
+
+PENDING = Gauge("twin_trigger_pending_samples", "Samples new since the twin's last dataset version", ["twin"])
+JOBS = Counter("twin_trigger_jobs_total", "Training jobs the trigger started or closed, by outcome", ["outcome"])
+
+ACTIVE_STATES = [JobState.QUEUED.value, JobState.RUNNING.value]
+FINAL_STATES = {JobState.SUCCEEDED, JobState.FAILED}
+
+
+def training_job_id(twin_id: str, dataset_version: str) -> str:
+    return stable_id("training-job", twin_id, dataset_version)
+
+
+class TwinTriggerState(BaseModel):
+    """What the trigger knows of one twin; stored in `trigger_state` as `twin:<twin_id>`."""
+
+    id: str
+    type: Literal["twin"] = "twin"
+    twin_id: str
+    pending_sample_ids: list[str] = Field(default_factory=list)
+    last_new_sample_at: float = 0.0  # epoch seconds: wall time survives restarts, monotonic time does not
+    last_cut_at: float = 0.0
+    last_dataset_version: str | None = None
+
+    @classmethod
+    def new(cls, twin_id: str) -> "TwinTriggerState":
+        return cls(id=f"twin:{twin_id}", twin_id=twin_id)
+
+
+class LaunchRecord(BaseModel):
+    """Which process (or container) runs a job; stored in `trigger_state` as `launch:<job_id>`."""
+
+    id: str
+    type: Literal["launch"] = "launch"
+    job_id: str
+    twin_id: str
+    launcher: str
+    handle: str  # a process id for subprocesses; a container id for containers
+    log_path: str
+    started_at: datetime = Field(default_factory=utcnow)
+
+    @staticmethod
+    def key(job_id: str) -> str:
+        return f"launch:{job_id}"
+
+
+class ExitStatus(BaseModel):
+    code: int | None  # None: the process is gone and its exit code is unknown (it was not our child)
+    detail: str
+
+
+class JobLauncher(Protocol):
+    """Starts training jobs and tells whether they still run. Subprocesses now; GPU containers later."""
+
+    name: str
+
+    async def launch(self, job: TrainingJob) -> LaunchRecord: ...
+
+    async def find(self, job: TrainingJob) -> LaunchRecord | None:
+        """A process of this job that is running already (started before a restart), if any."""
+
+    async def exit_status(self, record: LaunchRecord) -> ExitStatus | None:
+        """None while the job's process runs."""
+
+    async def log_tail(self, record: LaunchRecord, max_chars: int = 600) -> str: ...
+
+
+def trainer_job_command(job: TrainingJob) -> list[str]:
+    return [sys.executable, "-m", "twin_trainer", "job", "--job-id", job.id]
+
+
+class SubprocessLauncher:
+    """Each job is a child process on this machine, its output in `log_dir/<job id>.log`."""
+
+    name = "subprocess"
+
+    def __init__(self, log_dir: Path, env: dict[str, str],
+                 command: Callable[[TrainingJob], list[str]] = trainer_job_command) -> None:
+        self.log_dir, self.env, self.command = log_dir, env, command
+        self._children: dict[int, subprocess.Popen] = {}
+
+    async def launch(self, job: TrainingJob) -> LaunchRecord:
+        log_path = self.log_dir / f"{job.id}.log"
+        child = await asyncio.to_thread(self._start, self.command(job), log_path)
+        self._children[child.pid] = child
+        log.info("job %s started as process %d (log: %s)", job.id, child.pid, log_path)
+        return LaunchRecord(id=LaunchRecord.key(job.id), job_id=job.id, twin_id=job.twin_id, launcher=self.name,
+                            handle=str(child.pid), log_path=str(log_path))
+
+    def _start(self, argv: list[str], log_path: Path) -> subprocess.Popen:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log_file:  # the child keeps its own descriptor
+            return subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, **self.env}, start_new_session=True)
+
+    async def find(self, job: TrainingJob) -> LaunchRecord | None:
+        pid = await asyncio.to_thread(_find_process, job.id)
+        if pid is None:
+            return None
+        return LaunchRecord(id=LaunchRecord.key(job.id), job_id=job.id, twin_id=job.twin_id, launcher=self.name,
+                            handle=str(pid), log_path=str(self.log_dir / f"{job.id}.log"))
+
+    async def exit_status(self, record: LaunchRecord) -> ExitStatus | None:
+        pid = int(record.handle)
+        child = self._children.get(pid)
+        if child is not None:
+            code = child.poll()  # also reaps it
+            if code is None:
+                return None
+            del self._children[pid]
+            return ExitStatus(code=code, detail=f"exited with code {code}")
+        # Started by an earlier run of the trigger: not our child, so no exit code, only whether it lives.
+        if await asyncio.to_thread(_process_runs, pid, record.job_id):
+            return None
+        return ExitStatus(code=None, detail="its process is gone")
+
+    async def log_tail(self, record: LaunchRecord, max_chars: int = 600) -> str:
+        return await asyncio.to_thread(_tail, Path(record.log_path), max_chars)
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+        return None
+    return None if state in ("Z", "X") else raw.decode(errors="replace").split("\0")
+
+
+def _process_runs(pid: int, job_id: str) -> bool:
+    """Whether `pid` is alive and still the job's process (a reused pid is not)."""
+    if not Path("/proc").is_dir():  # no procfs: only whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    argv = _cmdline(pid)
+    return argv is not None and job_id in argv
+
+
+def _find_process(job_id: str) -> int | None:
+    if not Path("/proc").is_dir():
+        return None
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            argv = _cmdline(int(entry.name))
+            if argv and job_id in argv:
+                return int(entry.name)
+    return None
+
+
+def _tail(path: Path, max_chars: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8 * max_chars))
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    tail = "\n".join(lines[-6:])
+    return tail[-max_chars:]
+
+
+class TrainingTrigger:
+    def __init__(self, warehouse: Warehouse, launcher: JobLauncher, *, min_new_samples: int,
+                 quiet_seconds: float, clock: Callable[[], float] = time.time) -> None:
+        self.warehouse, self.launcher, self.clock = warehouse, launcher, clock
+        self.min_new_samples, self.quiet_seconds = min_new_samples, quiet_seconds
+        self.jobs = Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob)
+        self.states = Repository(warehouse, Collection.TRIGGER_STATE, TwinTriggerState)
+        self.launches = Repository(warehouse, Collection.TRIGGER_STATE, LaunchRecord)
+        self._version_samples: dict[str, frozenset[str]] = {}  # dataset versions are immutable: cache them
+        # handle() and tick() share the loop: one read-modify-write of a twin's state at a time.
+        self._lock = asyncio.Lock()
+
+    # --- the change stream ---------------------------------------------------------------
+
+    async def handle(self, events: list[Event]) -> list[Event]:
+        by_twin: dict[str, list[str]] = {}
+        for event in events:
+            if isinstance(event, SampleStored):
+                by_twin.setdefault(event.twin_id, []).append(event.id)
+        async with self._lock:
+            for twin_id, sample_ids in by_twin.items():
+                state = await self.states.get(f"twin:{twin_id}") or TwinTriggerState.new(twin_id)
+                known = set(state.pending_sample_ids) | await self._samples_of(state.last_dataset_version)
+                new = set(sample_ids) - known  # a replayed message is not a new sample
+                if new:
+                    state.pending_sample_ids = sorted(set(state.pending_sample_ids) | new)
+                    state.last_new_sample_at = self.clock()
+                    await self.states.add(state)
+                PENDING.labels(twin_id).set(len(state.pending_sample_ids))
+        return []
+
+    async def backlog(self) -> AsyncIterator[Event]:
+        # Nothing to replay: the pending counts are in the warehouse already.
+        return
+        yield
+
+    async def _samples_of(self, version_id: str | None) -> frozenset[str]:
+        if version_id is None:
+            return frozenset()
+        if version_id not in self._version_samples:
+            version = await get_dataset_version(self.warehouse, version_id)
+            self._version_samples[version_id] = frozenset(version.sample_ids)
+        return self._version_samples[version_id]
+
+    # --- time-based work ------------------------------------------------------------------
+
+    async def tick(self) -> list[Event]:
+        try:
+            await self.watch_jobs()
+        except Exception:  # the warehouse may be away for a moment: watch again next tick
+            log.exception("watching training jobs failed")
+        async with self._lock:
+            for state in await self.states.list({"type": "twin"}):
+                try:
+                    if await self._due(state):
+                        await self._start_training(state)
+                except Exception:  # one twin's trouble must not stop the others' training
+                    log.exception("trigger for twin %s failed; will try again", state.twin_id)
+        return []
+
+    async def _due(self, state: TwinTriggerState) -> bool:
+        now = self.clock()
+        return (len(state.pending_sample_ids) >= self.min_new_samples
+                and now - state.last_new_sample_at >= self.quiet_seconds
+                and state.last_new_sample_at >= state.last_cut_at  # something new since the last try
+                and await self.jobs.count({"twin_id": state.twin_id, "state": ACTIVE_STATES}) == 0)
+
+    async def _start_training(self, state: TwinTriggerState) -> None:
+        try:
+            version = await cut_dataset_version(self.warehouse, state.twin_id)
+        except EmptyDataset:
+            version = None
+        if version is not None and version.id != state.last_dataset_version:
+            job_id = training_job_id(state.twin_id, version.id)
+            if await self.jobs.get(job_id) is None:  # after a restart it may exist: never create it twice
+                await self.jobs.add(TrainingJob(id=job_id, twin_id=state.twin_id, dataset_version=version.id))
+                log.info("twin %s: %d new samples, dataset version %s, job %s queued", state.twin_id,
+                         len(state.pending_sample_ids), version.id, job_id)
+        # What the version holds is no longer new; neither are samples deleted since they came.
+        covered = await self._samples_of(version.id) if version else frozenset()
+        still_live = await self.warehouse.ids(Collection.INSTRUCT_SAMPLES, {"id": state.pending_sample_ids})
+        state.pending_sample_ids = sorted(still_live - covered)
+        state.last_cut_at = self.clock()
+        if version is not None:
+            state.last_dataset_version = version.id
+        await self.states.add(state)
+        PENDING.labels(state.twin_id).set(len(state.pending_sample_ids))
+        if version is not None:
+            await self._launch_queued(state.twin_id)
+
+    async def _launch_queued(self, twin_id: str) -> None:
+        for job in await self.jobs.list({"twin_id": twin_id, "state": JobState.QUEUED.value}):
+            if await self.launches.get(LaunchRecord.key(job.id)) is None:
+                await self._launch(job)
+
+    async def _launch(self, job: TrainingJob) -> None:
+        record = await self.launcher.find(job) or await self.launcher.launch(job)
+        await self.launches.add(record)
+        current = await self.jobs.get(job.id)
+        if current is not None and current.state == JobState.QUEUED:  # the job may have moved on by itself
+            await self.jobs.add(current.model_copy(update={
+                "state": JobState.RUNNING, "message": f"started by {record.launcher} ({record.handle})",
+                "updated_at": utcnow()}))
+        JOBS.labels("started").inc()
+
+    # --- watching jobs ----------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """At start-up: launch jobs queued before a crash, adopt running ones, fail the ones whose process is gone."""
+        for job in await self.jobs.list({"state": ACTIVE_STATES}):
+            if await self.launches.get(LaunchRecord.key(job.id)) is not None:
+                continue  # watch_jobs below tells whether its process still runs
+            found = await self.launcher.find(job)
+            if found is not None:
+                await self.launches.add(found)
+            elif job.state == JobState.QUEUED:
+                await self._launch(job)
+            else:
+                await self._fail(job, "no record of its process: the trigger stopped while launching it")
+        await self.watch_jobs()
+
+    async def watch_jobs(self) -> None:
+        for job in await self.jobs.list({"state": ACTIVE_STATES}):
+            record = await self.launches.get(LaunchRecord.key(job.id))
+            if record is None:
+                continue  # queued and not yet launched
+            status = await self.launcher.exit_status(record)
+            if status is None:
+                continue
+            current = await self.jobs.get(job.id)  # the job records its own final state: read it fresh
+            if current is not None and current.state not in FINAL_STATES:
+                tail = await self.launcher.log_tail(record)
+                await self._fail(current, f"the job's process {status.detail} without recording a final state "
+                                          f"(log: {record.log_path})" + (f"; last output:\n{tail}" if tail else ""))
+            else:
+                JOBS.labels(current.state.value if current else "vanished").inc()
+
+    async def _fail(self, job: TrainingJob, reason: str) -> None:
+        log.warning("job %s failed: %s", job.id, reason)
+        await self.jobs.add(job.model_copy(update={"state": JobState.FAILED, "message": reason,
+                                                   "updated_at": utcnow()}))
+        JOBS.labels("failed").inc()
+
+    async def close(self) -> None:
+        await self.warehouse.close()
+
+
+async def build_trigger(settings: Settings) -> TrainingTrigger:
+    launcher = SubprocessLauncher(settings.data_dir / "logs" / "jobs", settings_env(settings))
+    trigger = TrainingTrigger(open_warehouse(settings.warehouse), launcher,
+                              min_new_samples=settings.train_min_new_samples,
+                              quiet_seconds=settings.train_quiet_seconds)
+    await trigger.reconcile()
+    return trigger
+
+
+def trigger_spec(settings: Settings) -> StageSpec:
+    return StageSpec(name="trainer-trigger", source=Topic.INSTRUCT_SAMPLES, port=settings.trainer_port,
+                     build=build_trigger, batch_size=64, batch_within=0.5)

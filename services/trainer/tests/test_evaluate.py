@@ -1,0 +1,84 @@
+"""The evaluation gate: held-out perplexity, the style score, and the promotion rule."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from llmtwin.domain import Split
+from llmtwin.embeddings import embed, load_embedding_model
+from llmtwin.models import load_causal_lm, load_tokenizer
+from llmtwin.settings import Settings
+from twin_trainer.evaluate import EvalConfig, EvalMetrics, answer_perplexity, evaluate_model, gate
+from twin_trainer.finetune import TrainParams, finetune
+
+
+@pytest.fixture(scope="module")
+def embed_texts():
+    model = load_embedding_model(Settings())
+    return lambda texts: embed(model, texts, 8)
+
+
+def test_perplexity_on_held_out_answers_falls_after_training_on_that_voice(tiny_base_model, samples_for,
+                                                                           tmp_path):
+    from peft import PeftModel
+
+    held_out = samples_for("ann", 4, Split.TEST)
+    tokenizer = load_tokenizer(tiny_base_model)
+    base = load_causal_lm(tiny_base_model, "cpu")
+    before = answer_perplexity(base, tokenizer, held_out, twin_name="Ann", max_seq_len=96, batch_size=2)
+    assert math.isfinite(before) and before > 1
+
+    params = TrainParams(max_steps=12, batch_size=4, learning_rate=1e-2, warmup_steps=1, max_seq_len=96,
+                         lora_r=8, lora_alpha=16)
+    result = finetune(str(tiny_base_model), samples_for("ann", 8, Split.TRAIN), twin_name="Ann", params=params,
+                      output_dir=tmp_path, device="cpu")
+    tuned = PeftModel.from_pretrained(base, str(result.adapter_dir))
+    after = answer_perplexity(tuned, tokenizer, held_out, twin_name="Ann", max_seq_len=96, batch_size=2)
+    assert after < before * 0.8
+
+
+def test_evaluation_reports_perplexity_and_a_style_score_for_a_few_generations(tiny_base_model, samples_for,
+                                                                              embed_texts):
+    held_out = samples_for("ann", 5, Split.TEST)
+    config = EvalConfig(max_samples=4, max_seq_len=96, batch_size=2, style_samples=2, style_max_new_tokens=8)
+    metrics = evaluate_model(load_causal_lm(tiny_base_model, "cpu"), load_tokenizer(tiny_base_model), held_out,
+                             twin_name="Ann", config=config, embed_texts=embed_texts)
+    assert metrics.samples == 4 and metrics.style_samples == 2
+    assert math.isfinite(metrics.perplexity)
+    assert -1.0 <= metrics.style_score < 0.9  # random weights write nothing like the real answers
+    assert 0.0 <= metrics.char_ngram_similarity < 0.9
+
+
+def test_style_score_is_high_for_the_real_answers_themselves(embed_texts):
+    from twin_trainer.evaluate import style_similarity
+
+    answers = ["Keep it simple, measure it, ship it.", "Every consumer is idempotent."]
+    assert style_similarity(answers, answers, embed_texts) == pytest.approx(1.0, abs=1e-4)
+    assert style_similarity(["Bananas are yellow."], answers[:1], embed_texts) < 0.5
+
+
+def test_char_ngram_similarity_tells_a_voice_from_another():
+    from twin_trainer.evaluate import char_ngram_similarity
+
+    hers = ["Ship it.\n\n- measure\n- simplify\n\nThat's all.", "Keep it small.\n\n- test\n- ship"]
+    like_her = ["Own it.\n\n- measure\n- ship\n\nThat's it."]
+    unlike_her = ["WE MUST CONSIDER THE IMPLICATIONS OF DISTRIBUTED CONSENSUS CAREFULLY"]
+    assert char_ngram_similarity(hers, hers) == pytest.approx(1.0)
+    assert char_ngram_similarity(like_her, hers) > char_ngram_similarity(unlike_her, hers) + 0.3
+
+
+CHAMPION = EvalMetrics(perplexity=20.0, style_score=0.40, samples=8, style_samples=4)
+
+
+@pytest.mark.parametrize("candidate, promoted, why", [
+    (EvalMetrics(18.0, 0.41, 8, 4), True, "perplexity 18.000 < 20.000"),
+    (EvalMetrics(18.0, 0.39, 8, 4), True, "perplexity 18.000 < 20.000"),  # within the tolerance
+    (EvalMetrics(21.0, 0.50, 8, 4), False, "not below"),
+    (EvalMetrics(20.0, 0.50, 8, 4), False, "not below"),
+    (EvalMetrics(18.0, 0.30, 8, 4), False, "style score"),
+    (EvalMetrics(float("nan"), 0.50, 8, 4), False, "not finite"),
+])
+def test_gate_promotes_only_a_better_candidate(candidate, promoted, why):
+    verdict, reason = gate(candidate, CHAMPION, style_tolerance=0.02)
+    assert verdict is promoted
+    assert why in reason

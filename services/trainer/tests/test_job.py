@@ -1,0 +1,125 @@
+"""Training jobs end to end: warehouse in, model version and verdict out, announced on model_events."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import mlflow
+from llmtwin import registry
+from llmtwin.domain import DatasetVersion, JobState, Split, TrainingJob, Twin
+from llmtwin.settings import Settings
+from llmtwin.warehouse import Collection, open_warehouse
+from llmtwin.warehouse.repository import Repository
+from twin_trainer.job import run_job
+
+
+def job_settings(bus_settings: Settings, tiny_base_model, **changes) -> Settings:
+    small = {"base_model": str(tiny_base_model), "train_max_steps": 12, "train_batch_size": 4,
+             "train_max_seq_len": 96, "train_learning_rate": 1e-2, "lora_r": 8, "lora_alpha": 16,
+             "eval_max_samples": 4, "eval_style_samples": 1, "eval_style_max_new_tokens": 4,
+             # Random tiny weights write noise either way: the verdict here rests on perplexity.
+             "eval_style_tolerance": 1.0}
+    return bus_settings.model_copy(update={**small, **changes})
+
+
+async def store_job(settings: Settings, samples, job_id: str, dataset: DatasetVersion | None) -> None:
+    warehouse = open_warehouse(settings.warehouse)
+    try:
+        await Repository(warehouse, Collection.TWINS, Twin).add(Twin.named("Ann"))
+        for sample in samples:
+            # Live and frozen copies, as the dataset-builder and the trigger's cut leave them.
+            await warehouse.upsert(Collection.INSTRUCT_SAMPLES, sample.model_dump(mode="json"))
+            await warehouse.upsert(Collection.DATASET_SAMPLES, sample.model_dump(mode="json"))
+        if dataset is not None:
+            await Repository(warehouse, Collection.DATASET_VERSIONS, DatasetVersion).add(dataset)
+        await Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob).add(
+            TrainingJob(id=job_id, twin_id="ann", dataset_version=dataset.id if dataset else "gone"))
+    finally:
+        await warehouse.close()
+
+
+async def stored_job(settings: Settings, job_id: str) -> TrainingJob:
+    warehouse = open_warehouse(settings.warehouse)
+    try:
+        return await Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob).get(job_id)
+    finally:
+        await warehouse.close()
+
+
+async def test_a_better_model_is_promoted_and_a_worse_one_rejected(bus_settings, tiny_base_model, samples_for,
+                                                                   read_model_events, with_registry):
+    samples = samples_for("ann", 8, Split.TRAIN) + samples_for("ann", 3, Split.TEST)
+    dataset = DatasetVersion.of("ann", [s.id for s in samples])
+    settings = with_registry(job_settings(bus_settings, tiny_base_model))
+    await store_job(settings, samples, "job-1", dataset)
+
+    first = await _run(settings, "job-1")
+    assert first.state == JobState.SUCCEEDED, first.message
+    assert (first.model_version, first.promoted, first.progress) == ("1", True, 1.0)
+    assert first.metrics["candidate_perplexity"] < first.metrics["reference_perplexity"]
+    assert "against base" in first.message
+    assert registry.champion("ann").version == "1"
+
+    # Learning rate 0 leaves the adapter at its zero start: the base model again, worse than the champion.
+    unchanged = job_settings(bus_settings, tiny_base_model, train_learning_rate=0.0, train_max_steps=1)
+    await store_job(unchanged, [], "job-2", dataset)
+    second = await _run(unchanged, "job-2")
+    assert second.state == JobState.SUCCEEDED, second.message
+    assert (second.model_version, second.promoted) == ("2", False)
+    assert "against champion v1" in second.message
+    assert registry.champion("ann").version == "1"
+
+    assert not (settings.data_dir / "training" / "job-1").exists()
+    assert (await _run(settings, "job-1")).model_version == "1"  # a finished job is not run again
+    assert len(registry.list_versions("ann")) == 2
+
+    promoted, rejected = read_model_events(settings, 2)
+    assert (promoted.action, promoted.version, promoted.dataset_version) == ("promoted", "1", dataset.id)
+    assert (rejected.action, rejected.version) == ("rejected", "2")
+    assert rejected.metrics == second.metrics
+
+    version = registry.list_versions("ann")[0]
+    assert {k: version.tags[k] for k in ("base_model", "dataset_version")} == {
+        "base_model": str(tiny_base_model.resolve()), "dataset_version": dataset.id}
+    assert version.tags["code_version"]
+    run = mlflow.get_run(version.run_id)
+    assert run.data.params["max_steps"] == "12"
+    assert run.data.tags["gate.reference"] == "base"
+    assert [d.dataset.digest for d in run.inputs.dataset_inputs] == [dataset.id]
+    assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")) == 12
+    rejected_run = mlflow.get_run(registry.list_versions("ann")[1].run_id)
+    assert rejected_run.data.tags["gate.promoted"] == "False"
+    assert "candidate_style_score" in rejected_run.data.metrics
+
+
+async def _run(settings: Settings, job_id: str) -> TrainingJob:
+    # run_job owns its event loop (it is a process's main function): give it a thread of its own.
+    recorded = await asyncio.to_thread(run_job, settings, job_id)
+    assert recorded == await stored_job(settings, job_id)
+    return recorded
+
+
+async def test_a_job_whose_dataset_is_gone_fails_with_the_reason_and_keeps_the_champion(
+        bus_settings, tiny_base_model, tmp_path, with_registry):
+    settings = with_registry(job_settings(bus_settings, tiny_base_model))
+    with mlflow.start_run() as run:
+        pass
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "twin_model.json").write_text('{"twin_id": "ann", "base_model": "tiny"}')
+    registry.set_champion("ann", registry.register_adapter("ann", adapter, run_id=run.info.run_id, tags={}).version)
+    await store_job(settings, [], "job-lost", dataset=None)
+
+    env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir), "TWIN_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
+    command = [sys.executable, "-m", "twin_trainer", "job", "--job-id", "job-lost"]
+    done = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=120,
+                                   check=False)
+    assert done.returncode == 1
+    job = await stored_job(settings, "job-lost")
+    assert job.state == JobState.FAILED
+    assert job.message == "JobInputError: no dataset version 'gone'"
+    assert "no dataset version 'gone'" in done.stdout
+    assert registry.champion("ann").version == "1"
+    assert [v.version for v in registry.list_versions("ann")] == ["1"]

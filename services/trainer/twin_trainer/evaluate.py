@@ -1,0 +1,153 @@
+"""The evaluation gate: held-out perplexity of the answers, a style score, and the verdict.
+
+Perplexity uses the same prompt builder and answer-only loss as training. The style score
+is the mean cosine similarity between greedy generations and the real answers (a few
+samples: generation is slow on CPU). A candidate is promoted only when its perplexity is
+lower than the champion's (or the base model's, for a twin's first model) on the same
+split and its style score has not dropped by more than a tolerance.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from llmtwin.domain import InstructSample
+from llmtwin.settings import Settings
+
+from .examples import collate, encode_prompt, encode_samples, length_batches, sample_prompt
+
+# Texts in, unit-length vectors out (llmtwin.embeddings.embed with a loaded model).
+EmbedTexts = Callable[[list[str]], Sequence[Sequence[float]]]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    max_samples: int = 16
+    max_seq_len: int = 256
+    batch_size: int = 4
+    style_samples: int = 4
+    style_max_new_tokens: int = 48
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EvalConfig:
+        return cls(max_samples=settings.eval_max_samples, max_seq_len=settings.train_max_seq_len,
+                   batch_size=settings.train_batch_size, style_samples=settings.eval_style_samples,
+                   style_max_new_tokens=settings.eval_style_max_new_tokens)
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    perplexity: float
+    style_score: float
+    samples: int
+    style_samples: int
+    # Logged beside the style score: embeddings measure topic more than voice.
+    char_ngram_similarity: float = 0.0
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}{key}": float(value) for key, value in asdict(self).items()}
+
+
+def answer_perplexity(model, tokenizer, samples: Sequence[InstructSample], *, twin_name: str,
+                      max_seq_len: int, batch_size: int) -> float:
+    """exp(mean negative log-likelihood of the answer tokens), prompts given."""
+    import torch
+
+    examples = encode_samples(tokenizer, samples, twin_name=twin_name, max_seq_len=max_seq_len)
+    if not examples:
+        raise ValueError("no held-out sample has an answer to score")
+    device = next(model.parameters()).device
+    total_nll, total_tokens = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for batch in length_batches(examples, batch_size):
+            tensors = collate(batch, tokenizer.pad_token_id, str(device))
+            logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
+            # Token t is predicted from the positions before it.
+            shifted_logits, shifted_labels = logits[:, :-1].float(), tensors["labels"][:, 1:]
+            total_nll += torch.nn.functional.cross_entropy(
+                shifted_logits.reshape(-1, shifted_logits.size(-1)), shifted_labels.reshape(-1),
+                ignore_index=-100, reduction="sum").item()
+            total_tokens += int((shifted_labels != -100).sum())
+    return math.exp(total_nll / total_tokens)
+
+
+def generate_answers(model, tokenizer, samples: Sequence[InstructSample], *, twin_name: str,
+                     max_new_tokens: int) -> list[str]:
+    """Greedy answers, one prompt at a time (no padding to get wrong)."""
+    import torch
+
+    device = next(model.parameters()).device
+    answers = []
+    model.eval()
+    with torch.no_grad():
+        for sample in samples:
+            prompt_ids = torch.tensor([encode_prompt(tokenizer, sample_prompt(tokenizer, sample, twin_name))],
+                                      device=device)
+            output = model.generate(input_ids=prompt_ids, attention_mask=torch.ones_like(prompt_ids),
+                                    max_new_tokens=max_new_tokens, do_sample=False,
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            answers.append(tokenizer.decode(output[0, prompt_ids.shape[1]:], skip_special_tokens=True).strip())
+    return answers
+
+
+def style_similarity(generated: Sequence[str], references: Sequence[str], embed_texts: EmbedTexts) -> float:
+    """Mean cosine similarity between each generation and its real answer."""
+    vectors = embed_texts([*generated, *references])
+    n = len(generated)
+    sims = [_cosine(vectors[i], vectors[n + i]) for i in range(n)]
+    return sum(sims) / len(sims) if sims else 0.0
+
+
+def char_ngram_similarity(generated: Sequence[str], references: Sequence[str], sizes: Sequence[int] = (2, 3, 4)
+                          ) -> float:
+    """Cosine between the character n-gram profiles of all generations and all real answers:
+    punctuation, casing, line breaks and word shapes, the habits of a voice, more than topics."""
+    def profile(texts: Sequence[str]) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for text in texts:
+            for n in sizes:
+                counts.update(text[i:i + n] for i in range(len(text) - n + 1))
+        return counts
+
+    ours, theirs = profile(generated), profile(references)
+    dot = sum(count * theirs[gram] for gram, count in ours.items())
+    norm = math.sqrt(sum(c * c for c in ours.values())) * math.sqrt(sum(c * c for c in theirs.values()))
+    return dot / norm if norm else 0.0
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def evaluate_model(model, tokenizer, samples: Sequence[InstructSample], *, twin_name: str, config: EvalConfig,
+                   embed_texts: EmbedTexts) -> EvalMetrics:
+    """Perplexity on up to `max_samples` held-out samples, style on the first `style_samples` of them."""
+    scored = list(samples)[:config.max_samples]
+    perplexity = answer_perplexity(model, tokenizer, scored, twin_name=twin_name,
+                                   max_seq_len=config.max_seq_len, batch_size=config.batch_size)
+    styled = scored[:config.style_samples]
+    generated = generate_answers(model, tokenizer, styled, twin_name=twin_name,
+                                 max_new_tokens=config.style_max_new_tokens)
+    references = [s.answer for s in styled]
+    style = style_similarity(generated, references, embed_texts) if styled else 0.0
+    return EvalMetrics(perplexity=perplexity, style_score=style, samples=len(scored), style_samples=len(styled),
+                       char_ngram_similarity=char_ngram_similarity(generated, references))
+
+
+def gate(candidate: EvalMetrics, champion: EvalMetrics, *, style_tolerance: float = 0.02) -> tuple[bool, str]:
+    """(promote, reason): lower perplexity, and a style score at most `style_tolerance` below."""
+    if not math.isfinite(candidate.perplexity):
+        return False, f"candidate perplexity is not finite ({candidate.perplexity})"
+    if candidate.perplexity >= champion.perplexity:
+        return False, (f"perplexity {candidate.perplexity:.3f} is not below the champion's "
+                       f"{champion.perplexity:.3f}")
+    if candidate.style_score < champion.style_score - style_tolerance:
+        return False, (f"style score {candidate.style_score:.3f} dropped more than {style_tolerance} below "
+                       f"the champion's {champion.style_score:.3f}")
+    return True, (f"perplexity {candidate.perplexity:.3f} < {champion.perplexity:.3f}, style score "
+                  f"{candidate.style_score:.3f} vs {champion.style_score:.3f}")

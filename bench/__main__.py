@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .report import print_table, save
 
-BENCHMARKS = ("ingest",)
+BENCHMARKS = ("ingest", "features")
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,19 @@
+"""Run the embedder stage: `python -m twin_embedder` (settings from TWIN_* variables or .env)."""
+from __future__ import annotations
+
+from llmtwin.bus.stage import StageSpec, run_stage
+from llmtwin.events import Topic
+from llmtwin.settings import Settings
+
+from .service import build_embedder
+
+
+def main() -> None:
+    settings = Settings()
+    # Batches of documents: all their chunks go through the model in one call.
+    run_stage(StageSpec(name="embedder", source=Topic.CLEAN_DOCS, port=settings.embedder_port,
+                        build=build_embedder, batch_size=16, batch_within=0.5), settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The embedder stage: clean_docs -> (Qdrant: chunks with vectors) -> chunks.
+
+For a batch of CleanDocStored messages it loads the clean documents, chunks each one in
+the embedding model's own tokens (chunking.py), embeds every chunk of the batch in ONE
+model call on a worker thread (sentence-transformers sorts the texts by length, so each
+inner batch holds texts of similar length), upserts the points, deletes the chunks a
+re-processed document no longer has, records which chunks each document version has
+(warehouse CHUNK_RECORDS) and emits one ChunksStored per document.
+
+Near-duplicates (`duplicate_of` set by the cleaner) get no chunks: whatever they had is
+deleted, so one text is never retrieved twice. A document whose record already matches
+its content hash is not embedded again; its ChunksStored is emitted all the same, so a
+batch retried after a partial failure still announces every document.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llmtwin.domain import Chunk, CleanDocument
+from llmtwin.embeddings import (
+    embed,
+    embedding_dimension,
+    embedding_model_name,
+    load_embedding_model,
+)
+from llmtwin.events import BadMessage, ChunksStored, CleanDocStored, Event
+from llmtwin.settings import Settings
+from llmtwin.vectors import (
+    delete_stale_chunks,
+    ensure_collection,
+    open_vector_client,
+    upsert_chunks,
+)
+from llmtwin.warehouse import Collection, Warehouse, open_warehouse
+from llmtwin.warehouse.repository import Repository
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel
+from qdrant_client import QdrantClient
+
+from .chunking import TokenSpans, chunk_document
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+CHUNKS_EMBEDDED = Counter("twin_embedder_chunks_total", "Chunks embedded and written to the vector store")
+TOKENS_EMBEDDED = Counter("twin_embedder_tokens_total", "Tokens embedded (special tokens excluded)")
+TOKENS_TRUNCATED = Counter("twin_embedder_tokens_truncated_total",
+                           "Tokens beyond the model's window (cut by the model, never embedded); must stay 0")
+DOCUMENTS = Counter("twin_embedder_documents_total", "Documents handled, by outcome", ["outcome"])
+CHUNKS_PER_SECOND = Gauge("twin_embedder_chunks_per_second", "Embedding throughput of the last batch")
+
+
+class ChunkRecord(BaseModel):
+    """Which chunks of which version of a document are in which collection."""
+
+    id: str  # the document id
+    twin_id: str
+    content_hash: str
+    duplicate_of: str | None = None  # a document that turns into a duplicate keeps its content hash
+    chunk_ids: list[str]
+    collection: str
+
+
+class Embedder:
+    """The embedder's Processor (see llmtwin.bus.stage)."""
+
+    def __init__(self, warehouse: Warehouse, client: QdrantClient, model: SentenceTransformer, *,
+                 collection: str, max_tokens: int, overlap: int, batch_size: int) -> None:
+        self.warehouse, self.client, self.model = warehouse, client, model
+        self.clean = Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument)
+        self.records = Repository(warehouse, Collection.CHUNK_RECORDS, ChunkRecord)
+        self.collection, self.batch_size = collection, batch_size
+        self.max_tokens, self.overlap = max_tokens, overlap
+        self.token_spans = tokenizer_spans(model.tokenizer)
+        self.specials = model.tokenizer.num_special_tokens_to_add()
+
+    async def handle(self, events: list[Event]) -> list[Event]:
+        docs: dict[str, CleanDocument] = {}
+        for event in events:  # load all first: a missing document fails the batch before any write
+            if not isinstance(event, CleanDocStored):
+                raise BadMessage(f"the embedder takes clean_docs messages, got {type(event).__name__}")
+            doc = await self.clean.get(event.id)
+            if doc is None:
+                raise BadMessage(f"clean document {event.id} is not in the warehouse")
+            docs[doc.id] = doc
+        records = {record.id: record for record in await self.records.list({"id": list(docs)})}
+        stale = [doc for doc in docs.values() if not self._is_current(records.get(doc.id), doc)]
+        chunks = await asyncio.to_thread(self._chunk_and_embed, stale)
+        for doc in stale:
+            kept = [chunk.id for chunk in chunks[doc.id]]
+            await asyncio.to_thread(delete_stale_chunks, self.client, self.collection, doc.id, kept)
+            records[doc.id] = ChunkRecord(id=doc.id, twin_id=doc.twin_id, content_hash=doc.content_hash,
+                                          duplicate_of=doc.duplicate_of, chunk_ids=kept,
+                                          collection=self.collection)
+            await self.records.add(records[doc.id])
+            DOCUMENTS.labels("duplicate" if doc.duplicate_of else "embedded").inc()
+        DOCUMENTS.labels("unchanged").inc(len(docs) - len(stale))
+        return [ChunksStored(id=doc.id, twin_id=doc.twin_id, document_id=doc.id,
+                             chunk_ids=records[doc.id].chunk_ids, collection=self.collection)
+                for doc in docs.values()]
+
+    def _is_current(self, record: ChunkRecord | None, doc: CleanDocument) -> bool:
+        return (record is not None and record.content_hash == doc.content_hash
+                and record.duplicate_of == doc.duplicate_of and record.collection == self.collection)
+
+    def _chunk_and_embed(self, docs: Sequence[CleanDocument]) -> dict[str, list[Chunk]]:
+        """Chunk, embed all chunks in one model call, upsert; blocking (runs on a worker thread)."""
+        chunks = {doc.id: [] if doc.duplicate_of else self.chunk(doc) for doc in docs}
+        everything = [chunk for doc_chunks in chunks.values() for chunk in doc_chunks]
+        started = time.perf_counter()
+        vectors = embed(self.model, [chunk.text for chunk in everything], self.batch_size)
+        if everything:
+            CHUNKS_PER_SECOND.set(len(everything) / max(time.perf_counter() - started, 1e-9))
+            upsert_chunks(self.client, self.collection, everything, vectors)
+        CHUNKS_EMBEDDED.inc(len(everything))
+        TOKENS_EMBEDDED.inc(sum(chunk.token_count for chunk in everything))
+        window = self.model.max_seq_length
+        TOKENS_TRUNCATED.inc(sum(max(0, chunk.token_count + self.specials - window) for chunk in everything))
+        return chunks
+
+    def chunk(self, doc: CleanDocument) -> list[Chunk]:
+        return chunk_document(doc, self.token_spans, self.max_tokens, self.overlap)
+
+    async def backlog(self) -> AsyncIterator[Event]:
+        """Clean documents whose chunks are missing, of another version or duplicate status, or in another
+        model's collection."""
+        records = {record.id: record for record in await self.records.list()}
+        for doc in await self.clean.list():
+            if not self._is_current(records.get(doc.id), doc):
+                yield CleanDocStored(id=doc.id, twin_id=doc.twin_id, kind=doc.kind, platform=doc.platform,
+                                     content_hash=doc.content_hash)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.client.close)
+        await self.warehouse.close()
+
+
+def tokenizer_spans(tokenizer: Any) -> TokenSpans:
+    """The character span of every token, special tokens left out, from a fast tokenizer's offsets."""
+    def spans(texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        if not texts:
+            return []
+        encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
+                            return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        return [list(map(tuple, offsets)) for offsets in encoded["offset_mapping"]]
+    return spans
+
+
+def chunk_limit(settings: Settings, model: SentenceTransformer) -> int:
+    """Tokens a chunk may have: the model's window (or less, by settings), minus its special tokens."""
+    return min(settings.chunk_max_tokens, model.max_seq_length) - model.tokenizer.num_special_tokens_to_add()
+
+
+async def build_embedder(settings: Settings) -> Embedder:
+    model = await asyncio.to_thread(load_embedding_model, settings)
+    client = open_vector_client(settings)
+    collection = await asyncio.to_thread(ensure_collection, client, embedding_model_name(settings),
+                                         embedding_dimension(model))
+    max_tokens = chunk_limit(settings, model)
+    log.info("embedding into %s, chunks of at most %d tokens", collection, max_tokens)
+    return Embedder(open_warehouse(settings.warehouse), client, model, collection=collection,
+                    max_tokens=max_tokens, overlap=min(settings.chunk_overlap_tokens, max_tokens - 1),
+                    batch_size=settings.embedding_batch_size)

@@ -1,0 +1,263 @@
+"""Real pieces for the inference-api tests: a registry with two LoRA versions of a tiny model,
+a local Qdrant holding two twins' chunks embedded by the real model, a warehouse that knows
+both twins, and the app served by a real uvicorn server on a free port."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llmtwin import registry
+from llmtwin.domain import (
+    Chunk,
+    CleanDocument,
+    DocumentKind,
+    Platform,
+    Twin,
+    content_hash,
+    stable_id,
+)
+from llmtwin.embeddings import embed, embedding_dimension, embedding_model_name
+from llmtwin.infra.process import free_port
+from llmtwin.infra.qdrant_server import qdrant_local
+from llmtwin.settings import Settings
+from llmtwin.vectors import ensure_collection, open_vector_client, upsert_chunks
+from llmtwin.warehouse import Collection, open_warehouse
+
+ALL_TWINS_KEY = "all-twins-key"
+ADA_ONLY_KEY = "ada-only-key"
+TWINS = [Twin(id="ada", name="Ada Lovelace"), Twin(id="grace", name="Grace Hopper")]
+CORPUS: dict[str, list[tuple[DocumentKind, str, list[str]]]] = {
+    "ada": [
+        (DocumentKind.POST, "Streams, not batches", [
+            "Kafka moves every event between my services, and each consumer is idempotent.",
+            "At-least-once delivery is fine when ids are deterministic hashes.",
+        ]),
+        (DocumentKind.ARTICLE, "Feature stores in practice", [
+            "A feature store keeps clean text, chunks and embeddings for training and serving.",
+            "Kafka moves every event between my services, and each consumer is idempotent.",  # repeated text
+        ]),
+        (DocumentKind.CODE, "pipeline.py", ["def consume(topic):\n    for event in topic:\n        handle(event)"]),
+    ],
+    "grace": [
+        (DocumentKind.POST, "Compilers for everyone", [
+            "Kafka streams are less important than compilers that let people write English.",
+            "COBOL was designed so business people could read programs.",
+        ]),
+        (DocumentKind.ARTICLE, "Debugging", ["The first bug was a real moth stuck in a relay."]),
+    ],
+}
+
+
+ARTICLE_HTML = """<html><head><title>Backpressure explained</title></head><body><nav>Home | About</nav>
+<article><h1>Backpressure explained</h1><p>Backpressure lets a slow consumer tell a fast producer to wait,
+so that queues stay short and memory stays bounded. Reactive streams made it explicit.</p>
+<p>Without it, buffers grow until the process runs out of memory.</p></article></body></html>"""
+
+
+def make_adapter(base: Path, folder: Path, twin_id: str, seed: int) -> Path:
+    """A folder shaped like registry.download_model's: a LoRA adapter, the tokenizer, twin_model.json."""
+    import torch
+    from llmtwin.models import TwinModelInfo, load_causal_lm, load_tokenizer
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(load_causal_lm(base, "cpu"),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # B starts at zero (a no-op adapter): give each version its own weights
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    model.save_pretrained(folder)
+    load_tokenizer(base).save_pretrained(folder)
+    TwinModelInfo(twin_id=twin_id, base_model=str(base)).write(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def registry_uri(tiny_base_model, tmp_path_factory) -> str:
+    """An MLflow registry (SQLite) where `ada` has versions 1 and 2; `grace` has none."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("registry")
+    settings = Settings(data_dir=root)
+    registry.configure(settings)
+    for seed in (1, 2):
+        folder = make_adapter(tiny_base_model, root / f"adapter-{seed}", "ada", seed)
+        with mlflow.start_run() as run:
+            registry.register_adapter("ada", folder, run_id=run.info.run_id, tags={"seed": str(seed)})
+    return settings.tracking_uri
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("module")
+
+
+@pytest.fixture(scope="module")
+def module_qdrant_url(module_dir) -> str:
+    """A local Qdrant server shared by one test module (its tests only read the corpus)."""
+    port = free_port()
+    server = qdrant_local(module_dir / "qdrant", port=port, log_path=module_dir / "qdrant.log").start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def settings(module_dir, registry_uri, tiny_base_model, module_qdrant_url) -> Settings:
+    """The module's settings (two API keys); the registry is shared, reset to `ada`'s version 1 as champion."""
+    settings = Settings(data_dir=module_dir / "data", mlflow_tracking_uri=registry_uri, qdrant_url=module_qdrant_url,
+                        base_model=str(tiny_base_model), max_new_tokens=8, retrieval_top_k=3,
+                        api_keys=[ALL_TWINS_KEY, f"{ADA_ONLY_KEY}:ada"])
+    settings.data_dir.mkdir(parents=True)
+    registry.configure(settings)
+    registry.set_champion("ada", "1")
+    return settings
+
+
+def _chunks_of(twin_id: str) -> list[Chunk]:
+    chunks = []
+    for kind, title, texts in CORPUS[twin_id]:
+        link = f"https://example.com/{twin_id}/{stable_id(title)[:8]}"
+        doc = CleanDocument(id=stable_id(twin_id, link), twin_id=twin_id, platform=Platform.BLOG, kind=kind,
+                            link=link, title=title, content="\n".join(texts),
+                            content_hash=content_hash("\n".join(texts)), raw_hash="")
+        chunks += [Chunk.create(doc, position, text) for position, text in enumerate(texts)]
+    return chunks
+
+
+@pytest.fixture(scope="module")
+def corpus(settings, embedding_model) -> dict[str, list[Chunk]]:
+    """Both twins in the warehouse, and their chunks embedded into the local Qdrant."""
+    async def add_twins() -> None:
+        warehouse = open_warehouse(settings.warehouse)
+        for twin in TWINS:
+            await warehouse.upsert(Collection.TWINS, twin.model_dump(mode="json"))
+        await warehouse.close()
+
+    asyncio.run(add_twins())
+    client = open_vector_client(settings)
+    collection = ensure_collection(client, embedding_model_name(settings), embedding_dimension(embedding_model))
+    chunks = {twin.id: _chunks_of(twin.id) for twin in TWINS}
+    for twin_chunks in chunks.values():
+        upsert_chunks(client, collection, twin_chunks, embed(embedding_model, [c.text for c in twin_chunks], 8))
+    client.close()
+    return chunks
+
+
+class ServedApp:
+    """A FastAPI app served by uvicorn on its own loop in a thread, as in production."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on"))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.server.serve(),),
+                                       daemon=True)
+
+    def start(self) -> ServedApp:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the app did not start")
+            time.sleep(0.02)
+        return self
+
+    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 120) -> Any:
+        """Run a coroutine on the server's loop (where the app's objects live) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        # Tasks a library left waiting for the server's exit (sse-starlette's watcher) end with the loop.
+        leftovers = asyncio.all_tasks(self.loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            self.loop.run_until_complete(asyncio.wait(leftovers))
+        self.loop.close()
+
+
+@pytest.fixture
+def ada_champion_v1(settings) -> None:
+    """For tests that promote: start from version 1 as `ada`'s champion."""
+    registry.set_champion("ada", "1")
+
+
+@pytest.fixture
+def serve() -> Callable[..., ServedApp]:
+    """serve(app) starts it; every app started here is stopped after the test."""
+    started: list[ServedApp] = []
+
+    def start(app) -> ServedApp:
+        started.append(ServedApp(app).start())
+        return started[-1]
+
+    yield start
+    for served in reversed(started):
+        served.stop()
+
+
+@pytest.fixture(scope="module")
+def web_page():
+    """A real local web server with an article, a redirect to the metadata address and a huge page."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/to-metadata":
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                self.end_headers()
+                return
+            body = (ARTICLE_HTML if self.path == "/article" else "x" * 3_000_000).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    class QuietServer(ThreadingHTTPServer):
+        def handle_error(self, request, client_address) -> None:
+            pass  # a client that stops reading the huge page is what the size-cap test wants
+
+    server = QuietServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def api(settings, corpus, embedding_model):
+    """The app with the base model and `ada`'s champion (version 1) loaded; keys configured."""
+    from twin_inference.app import create_app
+    from twin_inference.models import ModelManager, TransformersLoader
+    from twin_inference.retrieval import Retriever
+
+    manager = ModelManager(TransformersLoader(settings, "cpu"))
+    retriever = Retriever.for_model(settings, open_vector_client(settings), embedding_model)
+    served = ServedApp(create_app(settings, manager=manager, retriever=retriever, listen_for_promotions=False))
+    served.start()
+    served.call(manager.load_base())
+    assert served.call(manager.load_champion("ada")) == "1"
+    served.manager = manager
+    served.key, served.ada_only_key = ALL_TWINS_KEY, ADA_ONLY_KEY
+    yield served
+    served.call(manager.close())
+    served.stop()
+    retriever.client.close()

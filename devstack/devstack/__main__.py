@@ -39,12 +39,18 @@ def stream_answer(api_url: str, twin_id: str, prompt: str) -> None:
         console.print(f"  - {c.get('title') or c.get('link')} ({c.get('link')})")
 
 
+@app.callback()
+def stack() -> None:
+    """The whole LLM Twin system on one machine."""
+
+
 @app.command()
 def run(demo: bool = typer.Option(True, help="Load the demo twin and carry it through the loop."),
         timeout: float = typer.Option(1800, help="Seconds to wait for the demo twin's champion."),
         demo_site_port: int = typer.Option(8010, help="Port of the local demo blog.")) -> None:
     """Start everything, load the demo twin, and keep running until Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per status poll is noise
     settings = Settings()
     stack = Stack(settings)
     blog = demo_blog(settings, demo_site_port)

@@ -53,9 +53,9 @@ class Settings(BaseSettings):
     # Training
     train_min_new_samples: int = 8
     train_quiet_seconds: float = 5.0
-    train_max_steps: int = 30
+    train_max_steps: int = 16  # the CPU demo trains for a couple of minutes; raise it on a GPU
     train_batch_size: int = 4
-    train_max_seq_len: int = 256
+    train_max_seq_len: int = 192
     train_learning_rate: float = 2e-4
     lora_r: int = 16
     lora_alpha: int = 32

@@ -40,13 +40,13 @@ async def test_the_openai_compatible_backend_says_why_the_server_refused(api):
 
 def test_context_is_dropped_to_fit_the_window_and_a_prompt_that_cannot_fit_is_a_clear_400(api):
     headers = {"Authorization": f"Bearer {api.key}"}
-    # The tiny model's window is 512 tokens: after 440 new tokens only the bare prompt (65) fits.
+    # The tiny model's window is 1024 tokens: after 950 new tokens only the bare prompt (65) fits.
     roomy = httpx.post(f"{api.url}/v1/chat/completions", headers=headers, timeout=60,
                        json={"model": "ada", "messages": [{"role": "user", "content": "Kafka"}], "max_tokens": 4})
     tight = httpx.post(f"{api.url}/v1/chat/completions", headers=headers, timeout=60,
-                       json={"model": "ada", "messages": [{"role": "user", "content": "Kafka"}], "max_tokens": 440})
+                       json={"model": "ada", "messages": [{"role": "user", "content": "Kafka"}], "max_tokens": 950})
     too_long = httpx.post(f"{api.url}/v1/chat/completions", headers=headers, timeout=60,
-                          json={"model": "ada", "messages": [{"role": "user", "content": "Kafka " * 400}]})
+                          json={"model": "ada", "messages": [{"role": "user", "content": "Kafka " * 1000}]})
 
     assert roomy.json()["citations"] and tight.json()["citations"] == []
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"

@@ -32,6 +32,10 @@ class LocalServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> "LocalServer":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "LocalServer":
+        """Start the process without waiting, so several servers can warm up at once."""
         if port_open(self.host, self.port):
             raise RuntimeError(f"{self.name}: port {self.host}:{self.port} is already in use")
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -41,6 +45,10 @@ class LocalServer:
         finally:
             if self.log_path:
                 log.close()  # the child holds its own copy of the handle
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> "LocalServer":
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while not port_open(self.host, self.port):
             if self.proc.poll() is not None:

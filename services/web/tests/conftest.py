@@ -61,13 +61,14 @@ class FakeInference:
             self.requests.append(await request.json())
             if self.refuse_with:
                 status, detail = self.refuse_with
-                return JSONResponse({"detail": detail}, status_code=status)
+                return JSONResponse({"error": {"message": detail, "type": "not_found", "code": "no_model"}},
+                                    status_code=status)
 
             async def events():
-                yield {"event": "citations", "data": json.dumps(self.citations)}
                 for token in self.tokens:
-                    yield {"event": "token", "data": token}
-                yield {"event": "done", "data": ""}
+                    yield {"event": "token", "data": json.dumps({"text": token})}
+                yield {"event": "citations", "data": json.dumps({"documents": self.citations, "links": []})}
+                yield {"event": "done", "data": json.dumps({"model_version": "1"})}
 
             return EventSourceResponse(events())
 

@@ -31,11 +31,11 @@ async def test_the_answer_streams_through_with_its_citations(web):
             assert response.status_code == 200
             events = await read_all_events(response)
     names = [name for name, _ in events]
-    assert names == ["citations", "token", "token", "token", "token", "done"]
+    assert names == ["token", "token", "token", "token", "citations", "done"]
     assert "".join(data for name, data in events if name == "token").split() == ["Shipping", "small", "beats",
                                                                                "waiting."]
-    assert json.loads(events[0][1])[0]["link"] == "https://ada.example/posts/ship"
-    assert web.inference.requests == [{"twin": "ada", "prompt": "Write about shipping",
+    assert json.loads(events[4][1])[0]["link"] == "https://ada.example/posts/ship"
+    assert web.inference.requests == [{"twin_id": "ada", "prompt": "Write about shipping",
                                        "links": ["https://news.example/launch"], "format": "post",
                                        "max_new_tokens": 64, "temperature": 0.7}]
 

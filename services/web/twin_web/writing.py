@@ -1,9 +1,11 @@
 """Writing with the twin: the inference API's answer stream, relayed event by event.
 
-The inference API answers `POST /v1/generate` with server-sent events: `token` (a piece
-of text), `citations` (a JSON list), `done`, or `error`. This module reads that stream and
-yields the same events, turning every way the call can fail into an `error` event a
-person can understand, so the browser only ever has one stream to read.
+The inference API answers `POST /v1/generate` with server-sent events whose data is JSON:
+`token` ({text}), `citations` ({documents, links}), `done` ({model_version, usage...}) or
+`error` ({message, type, code}). This module reads that stream and yields the page's own
+events: `token` (the plain piece of text), `citations` (one JSON list), `done`, `error` (a
+sentence), turning every way the call can fail into an `error` a person can understand,
+so the browser only ever has one simple stream to read.
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ class InferenceClient:
 
     async def stream(self, twin_id: str, request: WritingRequest, *, max_new_tokens: int,
                      temperature: float) -> AsyncIterator[StreamEvent]:
-        body = {"twin": twin_id, "prompt": request.prompt, "links": request.links, "format": request.format.value,
+        body = {"twin_id": twin_id, "prompt": request.prompt, "links": request.links, "format": request.format.value,
                 "max_new_tokens": max_new_tokens, "temperature": temperature}
         try:
             async with self._http.stream("POST", self._url, json=body,
@@ -78,20 +80,42 @@ class InferenceClient:
 
 async def _relay(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
     async for event in events:
-        if event.event == CITATIONS:
+        if event.event == TOKEN:
+            yield StreamEvent(TOKEN, str(_json_object(event.data).get("text", "")))
+        elif event.event == CITATIONS:
             try:
-                citations = _CITATIONS.validate_json(event.data or "[]")
+                citations = _citations(_json_object(event.data))
             except ValidationError:
                 continue  # the answer is still worth having without its sources
             yield StreamEvent(CITATIONS, json.dumps([c.model_dump() for c in citations]))
-        elif event.event in (TOKEN, DONE, ERROR):
+        elif event.event == DONE:
             yield event
+        elif event.event == ERROR:
+            error = _json_object(event.data)
+            yield StreamEvent(ERROR, str(error.get("message") or event.data or "The writing service failed."))
+
+
+def _json_object(data: str) -> dict:
+    try:
+        value = json.loads(data or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _citations(sources: dict) -> list[Citation]:
+    """The twin's own documents first, then the pages the person handed in for this answer."""
+    documents = _CITATIONS.validate_python(sources.get("documents") or [])
+    links = [Citation(link=item.get("final_url") or item.get("link") or "", title=item.get("title") or "")
+             for item in sources.get("links") or [] if isinstance(item, dict)]
+    return [*documents, *links]
 
 
 async def _refusal(response: httpx.Response) -> str:
     raw = (await response.aread()).decode("utf-8", "replace")
     try:
-        detail = json.loads(raw).get("detail", raw)
+        refusal = json.loads(raw)
+        detail = refusal.get("detail") or (refusal.get("error") or {}).get("message") or raw
     except (json.JSONDecodeError, AttributeError):
         detail = raw
     if not isinstance(detail, str):

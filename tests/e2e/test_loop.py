@@ -34,6 +34,7 @@ async def warehouse_view(settings: Settings, twin_id: str) -> dict[str, object]:
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(1020)
 def test_a_twin_goes_through_the_whole_loop(e2e_settings, running_stack, blog_site):
     settings = e2e_settings
     bearer = {"Authorization": f"Bearer {settings.web_admin_token.get_secret_value()}"}

@@ -12,13 +12,14 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-tools base-model run test lint bench up down clean
+.PHONY: install system-tools base-model run test lint bench up down clean lock
 
-$(STAMP): $(foreach p,$(PROJECTS),$(p)/pyproject.toml) requirements-dev.txt
+$(STAMP): $(foreach p,$(PROJECTS),$(p)/pyproject.toml) requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The CPU build of torch first, or a dependency pulls a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -r requirements-dev.txt $(foreach p,$(PROJECTS),-e $(p))
+	# constraints.txt pins every package to the versions the tests last passed with.
+	$(PIP) install -c constraints.txt -r requirements-dev.txt $(foreach p,$(PROJECTS),-e $(p))
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -58,3 +59,7 @@ down:
 
 clean:
 	rm -rf .data
+
+# Re-pin constraints.txt to what is installed now (after adding or upgrading a dependency).
+lock: install
+	$(PY) -m pip freeze --exclude-editable | grep -v '^llmtwin' > constraints.txt

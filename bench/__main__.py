@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .report import print_table, save
 
-BENCHMARKS = ("ingest", "features")
+BENCHMARKS = ("ingest", "features", "crawl", "training", "inference")
 
 
 def main(argv: list[str]) -> int:

@@ -166,6 +166,29 @@ def split_for(sample_id: str, test_share: float = 0.2) -> Split:
     return Split.TEST if bucket < test_share else Split.TRAIN
 
 
+class PreferencePair(BaseModel):
+    """For a later preference-tuning (DPO) stage: the person's real text is preferred to a base model's.
+
+    `prompt` is the sample's instruction (render it with `prompts.build_messages`, as training
+    does); one pair per sample, so its id is the sample's."""
+
+    id: str
+    twin_id: str
+    sample_id: str
+    document_id: str
+    kind: DocumentKind
+    prompt: str
+    chosen: str  # the person's own text: the sample's answer
+    rejected: str  # what the base model answered to the same instruction
+    model: str  # the model that wrote `rejected`
+
+    @classmethod
+    def of(cls, sample: InstructSample, rejected: str, model: str) -> "PreferencePair":
+        return cls(id=stable_id("preference-pair", sample.id), twin_id=sample.twin_id, sample_id=sample.id,
+                   document_id=sample.document_id, kind=sample.kind, prompt=sample.instruction,
+                   chosen=sample.answer, rejected=rejected, model=model)
+
+
 class DatasetVersion(BaseModel):
     """An immutable set of samples: its id is a hash of the sample ids."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
     eval_style_samples: int = 4
     eval_style_max_new_tokens: int = 48
     eval_style_tolerance: float = 0.02  # how far the style score may drop for a promotion
+    # Where training jobs run: "subprocess" (this machine) or "docker" (a GPU container per job,
+    # started through the Docker SDK from `train_job_image`, with the data volume mounted at
+    # data_dir and attached to `train_job_network` so it reaches the same servers).
+    train_launcher: Literal["subprocess", "docker"] = "subprocess"
+    train_job_image: str = ""
+    train_job_volume: str = "twin-data"  # a Docker volume name or a host folder
+    train_job_network: str = ""  # empty: Docker's default bridge network
 
     # Instruction generation for datasets: empty URL means the offline generator (no model).
     # Otherwise any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8001/v1
@@ -117,6 +125,8 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
 
     api_keys: list[SecretStr] = Field(default_factory=list)
+    # Requests a minute per API key (per client address while no keys are set); 0: unlimited.
+    api_rate_limit_per_minute: int = Field(0, ge=0)
 
     @field_validator("data_dir")
     @classmethod

@@ -47,6 +47,7 @@ async def test_clean_docs_become_stored_samples_and_events(builder, warehouse, p
     assert {(e.document_id, e.split) for e in events} == {(s.document_id, s.split) for s in samples}
     record = await warehouse.get(Collection.SAMPLE_RECORDS, article_doc.id)
     assert record["content_hash"] == article_doc.content_hash and len(record["sample_ids"]) == 3
+    assert await warehouse.count(Collection.PREFERENCE_PAIRS) == 0  # no model configured: no preference pairs
 
     # At-least-once: the same messages again change nothing and emit nothing.
     assert await builder.handle([stored(post_doc), stored(article_doc)]) == []

@@ -6,6 +6,10 @@ Two generators behind one interface:
 - `OpenAICompatibleGenerator` asks an LLM behind any OpenAI-compatible endpoint, with
   bounded concurrency, retries with backoff, a disk cache (a re-run costs nothing) and
   validation; an item it cannot get a valid instruction for gets the offline one.
+
+Where a model is configured it also makes preference pairs for a later DPO stage: the
+model's own answer to each sample's instruction is the rejected side, the person's text
+the chosen one. The offline generator has no model, hence no pairs.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from typing import Protocol
 import httpx
 from prometheus_client import Counter
 
-from llmtwin.domain import CleanDocument, DocumentKind, InstructSample, Platform, stable_id
+from llmtwin.domain import CleanDocument, DocumentKind, InstructSample, Platform, PreferencePair, stable_id
 from llmtwin.settings import Settings
 
 from .keywords import first_sentence, join_phrases, key_phrases
@@ -34,12 +38,16 @@ log = logging.getLogger(__name__)
 LLM_REQUESTS = Counter("twin_dataset_llm_requests_total", "Instruction requests to the LLM, by outcome",
                        ["outcome"])
 INSTRUCTIONS = Counter("twin_dataset_instructions_total", "Instructions made, by source", ["source"])
+PREFERENCE_PAIRS = Counter("twin_dataset_preference_pairs_total", "Preference pairs, by outcome", ["outcome"])
 
 
 class InstructionGenerator(Protocol):
     name: str  # recorded with each document's samples: a new generator regenerates them
 
     async def generate(self, docs: list[CleanDocument]) -> list[InstructSample]: ...
+
+    async def preference_pairs(self, samples: list[InstructSample]) -> list[PreferencePair]:
+        """A pair for each sample the generator's model answered; none without a model."""
 
     async def close(self) -> None: ...
 
@@ -167,6 +175,9 @@ class OfflineGenerator:
         INSTRUCTIONS.labels("offline").inc(len(samples))
         return samples
 
+    async def preference_pairs(self, samples: list[InstructSample]) -> list[PreferencePair]:
+        return []  # no model: nothing to prefer the person's text to
+
     async def close(self) -> None:
         return None
 
@@ -183,6 +194,8 @@ KIND_LABELS = {DocumentKind.POST: "social media post", DocumentKind.ARTICLE: "ar
                DocumentKind.CODE: "source code"}
 MAX_TEXT_CHARS = 6000
 MAX_INSTRUCTION_CHARS = 400
+INSTRUCTION_MAX_TOKENS = 160
+ANSWER_MAX_TOKENS = 512
 REFUSAL = re.compile(r"^(i'?m sorry|sorry|i cannot|i can't|i am unable|i'm unable|as an ai|unfortunately)\b|"
                      r"\b(as an ai( language)? model|i cannot (help|assist|comply))\b", re.IGNORECASE)
 PREFIX = re.compile(r"^\s*(instruction|prompt)\s*:\s*", re.IGNORECASE)
@@ -272,22 +285,12 @@ class OpenAICompatibleGenerator:
         return [sample_of(s, text, generator) for s, (text, generator) in zip(sections, instructions)]
 
     async def _instruction(self, section: Section) -> tuple[str, str]:
-        messages = llm_messages(section)
-        key = ResponseCache.key(self.model, messages)
-        content = await asyncio.to_thread(self.cache.get, key)
-        if content is not None:
-            LLM_REQUESTS.labels("cached").inc()
-        else:
-            try:
-                async with self._limit:
-                    content = await self._complete(messages)
-            except LLMRequestError as exc:
-                log.warning("no instruction from %s for %s#%d: %s; using the offline one",
-                            self.endpoint, section.document.id, section.position, exc)
-                LLM_REQUESTS.labels("failed").inc()
-                return self._fallback(section)
-            await asyncio.to_thread(self.cache.put, key, content)
-            LLM_REQUESTS.labels("answered").inc()
+        try:
+            content = await self._ask(llm_messages(section), INSTRUCTION_MAX_TOKENS)
+        except LLMRequestError as exc:
+            log.warning("no instruction from %s for %s#%d: %s; using the offline one",
+                        self.endpoint, section.document.id, section.position, exc)
+            return self._fallback(section)
         try:
             instruction = validate_instruction(content)
         except InvalidInstruction as exc:
@@ -297,13 +300,50 @@ class OpenAICompatibleGenerator:
         INSTRUCTIONS.labels("llm").inc()
         return instruction, self.name
 
+    async def preference_pairs(self, samples: list[InstructSample]) -> list[PreferencePair]:
+        pairs = await asyncio.gather(*(self._preference_pair(s) for s in samples))
+        return [pair for pair in pairs if pair is not None]
+
+    async def _preference_pair(self, sample: InstructSample) -> PreferencePair | None:
+        # The bare instruction, no persona: what the model writes on its own is what the twin should beat.
+        try:
+            answer = await self._ask([{"role": "user", "content": sample.instruction}], ANSWER_MAX_TOKENS)
+        except LLMRequestError as exc:
+            log.warning("no base answer from %s for sample %s: %s; no preference pair for it",
+                        self.endpoint, sample.id, exc)
+            PREFERENCE_PAIRS.labels("failed").inc()
+            return None
+        answer = answer.strip()
+        if not answer or answer == sample.answer.strip():  # nothing to prefer the real text to
+            PREFERENCE_PAIRS.labels("unusable").inc()
+            return None
+        PREFERENCE_PAIRS.labels("made").inc()
+        return PreferencePair.of(sample, answer, self.model)
+
+    async def _ask(self, messages: list[dict[str, str]], max_tokens: int) -> str:
+        """The endpoint's answer, from the cache when it gave one before; failures are not cached."""
+        key = ResponseCache.key(self.model, messages)
+        content = await asyncio.to_thread(self.cache.get, key)
+        if content is not None:
+            LLM_REQUESTS.labels("cached").inc()
+            return content
+        try:
+            async with self._limit:
+                content = await self._complete(messages, max_tokens)
+        except LLMRequestError:
+            LLM_REQUESTS.labels("failed").inc()
+            raise
+        await asyncio.to_thread(self.cache.put, key, content)
+        LLM_REQUESTS.labels("answered").inc()
+        return content
+
     @staticmethod
     def _fallback(section: Section) -> tuple[str, str]:
         INSTRUCTIONS.labels("offline_fallback").inc()
         return offline_instruction(section), OfflineGenerator.name
 
-    async def _complete(self, messages: list[dict[str, str]]) -> str:
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": 160}
+    async def _complete(self, messages: list[dict[str, str]], max_tokens: int) -> str:
+        body = {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": max_tokens}
         for attempt in range(self.max_retries + 1):
             retry_after: float | None = None
             try:

@@ -1,8 +1,9 @@
 """The dataset-builder stage: clean documents in, instruct samples out.
 
 A second consumer group on `clean_docs`, next to the embedder. For each clean
-document: generate instruction/answer pairs, filter them, store the kept ones,
-drop the samples of the document's previous content, and emit `SampleStored`
+document: generate instruction/answer pairs, filter them, store the kept ones
+(and, where the generator has a model, a preference pair for each), drop the
+samples and pairs of the document's previous content, and emit `SampleStored`
 for the new and changed ones. Per document a `sample_records` entry says which
 content version (and which generator) its samples came from: that is what the
 stage has finished, so at start-up the documents without one are replayed.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from llmtwin.bus.stage import StageSpec
-from llmtwin.domain import CleanDocument, InstructSample
+from llmtwin.domain import CleanDocument, InstructSample, PreferencePair
 from llmtwin.events import BadMessage, CleanDocStored, Event, SampleStored, Topic
 from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, UpsertResult, Warehouse, open_warehouse
@@ -56,6 +57,7 @@ class DatasetBuilder:
         self.warehouse, self.generator, self.policy = warehouse, generator, policy
         self.clean_docs = Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument)
         self.samples = Repository(warehouse, Collection.INSTRUCT_SAMPLES, InstructSample)
+        self.pairs = Repository(warehouse, Collection.PREFERENCE_PAIRS, PreferencePair)
 
     async def handle(self, events: list[Event]) -> list[Event]:
         ids = list(dict.fromkeys(e.id for e in events if isinstance(e, CleanDocStored)))
@@ -87,13 +89,18 @@ class DatasetBuilder:
         for sample in await self.samples.list({"twin_id": twin_id}):
             if sample.document_id not in doc_ids:
                 index.add(sample.id, sample.answer)
+        reports = {doc.id: filter_samples([s for s in generated if s.document_id == doc.id], index, self.policy)
+                   for doc in docs}
+        # Only kept samples are worth a base model's answer; asked all at once, within the generator's concurrency.
+        pairs = await self.generator.preference_pairs([s for report in reports.values() for s in report.kept])
         emitted: list[Event] = []
         for doc in docs:
-            report = filter_samples([s for s in generated if s.document_id == doc.id], index, self.policy)
-            emitted += await self._store_document(doc, report, records.get(doc.id))
+            doc_pairs = [p for p in pairs if p.document_id == doc.id]
+            emitted += await self._store_document(doc, reports[doc.id], doc_pairs, records.get(doc.id))
         return emitted
 
-    async def _store_document(self, doc: CleanDocument, report: QualityReport, old: dict | None) -> list[Event]:
+    async def _store_document(self, doc: CleanDocument, report: QualityReport, pairs: list[PreferencePair],
+                              old: dict | None) -> list[Event]:
         emitted: list[Event] = []
         for sample in report.kept:
             outcome = await self.samples.add(sample)
@@ -107,6 +114,12 @@ class DatasetBuilder:
         stale |= await self.samples.ids({"document_id": doc.id})
         for sample_id in sorted(stale - kept_ids):
             await self.samples.delete(sample_id)
+        for pair in pairs:
+            await self.pairs.add(pair)
+        # A kept sample whose base answer failed this time keeps the pair it had; gone samples lose theirs.
+        for pair in await self.pairs.list({"document_id": doc.id}):
+            if pair.sample_id not in kept_ids:
+                await self.pairs.delete(pair.id)
         reasons = report.reasons()
         for reason, count in reasons.items():
             REJECTED.labels(reason).inc(count)
@@ -116,7 +129,8 @@ class DatasetBuilder:
                               sorted(kept_ids), dict(reasons))
         # Written last: a crash before it means the document is done again, which is harmless.
         await self.warehouse.upsert(Collection.SAMPLE_RECORDS, record.as_doc())
-        log.info("document %s: %d samples kept, rejected %s", doc.id, len(kept_ids), dict(reasons) or "none")
+        log.info("document %s: %d samples kept (%d preference pairs), rejected %s", doc.id, len(kept_ids),
+                 len(pairs), dict(reasons) or "none")
         return emitted
 
     async def backlog(self) -> AsyncIterator[Event]:

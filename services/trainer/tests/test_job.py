@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 from llmtwin import registry
@@ -87,7 +89,17 @@ async def test_a_better_model_is_promoted_and_a_worse_one_rejected(bus_settings,
     run = mlflow.get_run(version.run_id)
     assert run.data.params["max_steps"] == "12"
     assert run.data.tags["gate.reference"] == "base"
-    assert [d.dataset.digest for d in run.inputs.dataset_inputs] == [dataset.id]
+    [logged] = run.inputs.dataset_inputs
+    assert logged.dataset.digest == dataset.id
+    # The version, exported as a file, is an artifact of the run and the source of its input dataset.
+    [artifact] = mlflow.MlflowClient().list_artifacts(run.info.run_id, "dataset")
+    assert artifact.path == f"dataset/dataset-{dataset.id}.jsonl"
+    exported = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=artifact.path))
+    lines = exported.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(samples) == len(dataset.sample_ids)
+    assert sorted(json.loads(line)["sample_id"] for line in lines) == dataset.sample_ids
+    assert json.loads(logged.dataset.source)["uri"].endswith(artifact.path)
+    assert json.loads(logged.dataset.schema)["mlflow_colspec"][0]["name"] == "sample_id"
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")) == 12
     rejected_run = mlflow.get_run(registry.list_versions("ann")[1].run_id)
     assert rejected_run.data.tags["gate.promoted"] == "False"

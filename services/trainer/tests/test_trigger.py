@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import uuid
 
 import pytest
 
@@ -14,8 +15,8 @@ from llmtwin.events import SampleStored
 from llmtwin.settings import Settings, settings_env
 from llmtwin.warehouse import Collection, open_warehouse
 from llmtwin.warehouse.repository import Repository
-from twin_trainer.trigger import (ExitStatus, LaunchRecord, SubprocessLauncher, TrainingTrigger,
-                                  training_job_id)
+from twin_trainer.launchers import ExitStatus, LaunchRecord, SubprocessLauncher
+from twin_trainer.trigger import TrainingTrigger, training_job_id
 
 THRESHOLD, QUIET = 5, 30.0
 
@@ -273,7 +274,8 @@ async def test_a_restarted_trigger_finds_a_job_process_that_still_runs_and_notic
               "sys.exit(3)")
     command = lambda job: [sys.executable, "-c", script, job.id]  # noqa: E731
     first = SubprocessLauncher(settings.data_dir / "logs", {}, command=command)
-    job = TrainingJob(id="job-0123456789abcdef", twin_id="ada", dataset_version="v1")
+    # find() looks for the job id among all processes: unique, so a parallel run of this test is not found.
+    job = TrainingJob(id=f"job-{uuid.uuid4().hex}", twin_id="ada", dataset_version="v1")
     record = await first.launch(job)
     try:
         second = SubprocessLauncher(settings.data_dir / "logs", {}, command=command)  # the restarted trigger's
@@ -333,3 +335,150 @@ async def test_the_trigger_stage_starts_one_real_job_from_the_sample_stream(bus_
     finally:
         stage.stop()
         await warehouse.close()
+
+
+# --- the DockerLauncher, over a fake Docker client (no engine here: the subject is the logic above the SDK) ---
+
+class FakeContainer:
+    def __init__(self, number: int, labels: dict[str, str]) -> None:
+        self.id = f"{number:064x}"
+        self.short_id = self.id[:12]
+        self.labels = labels
+        self.attrs = {"State": {"Status": "running", "ExitCode": 0, "OOMKilled": False, "Error": ""}}
+        self.output = b""
+
+    @property
+    def status(self) -> str:
+        return self.attrs["State"]["Status"]
+
+    def end(self, code: int, output: bytes, oom: bool = False) -> None:
+        self.attrs["State"].update(Status="exited", ExitCode=code, OOMKilled=oom)
+        self.output = output
+
+    def logs(self, tail: int) -> bytes:
+        return b"\n".join(self.output.splitlines()[-tail:])
+
+
+class FakeContainers:
+    """The part of `DockerClient.containers` the launcher uses, keeping what it was asked."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, dict]] = []
+        self.by_id: dict[str, FakeContainer] = {}
+
+    def run(self, image: str, **kwargs) -> FakeContainer:
+        self.runs.append((image, kwargs))
+        container = FakeContainer(len(self.runs), kwargs["labels"])
+        self.by_id[container.id] = container
+        return container
+
+    def list(self, all: bool = False, filters: dict | None = None) -> list[FakeContainer]:  # noqa: A002
+        key, value = filters["label"].split("=", 1)
+        return [c for c in self.by_id.values() if c.labels.get(key) == value and (all or c.status == "running")]
+
+    def get(self, container_id: str) -> FakeContainer:
+        import docker.errors
+
+        if container_id not in self.by_id:
+            raise docker.errors.NotFound(f"No such container: {container_id}")
+        return self.by_id[container_id]
+
+
+class FakeDockerClient:
+    def __init__(self) -> None:
+        self.containers = FakeContainers()
+
+
+def docker_launcher(client: FakeDockerClient, settings: Settings):
+    from twin_trainer.launchers import DockerLauncher
+
+    return DockerLauncher(client, "llmtwin/trainer-gpu:dev", settings_env(settings), data_volume="llmtwin-data",
+                          data_dir=settings.data_dir, network="llmtwin")
+
+
+async def test_docker_launcher_starts_a_gpu_container_with_the_settings_and_maps_its_state(tmp_path,
+                                                                                          monkeypatch):
+    import docker.types
+
+    settings = Settings(data_dir=tmp_path / "data", kafka_bootstrap="kafka:9092",
+                        warehouse_url="mongodb://mongo:27017/llmtwin")
+    client = FakeDockerClient()
+    job = TrainingJob(id="job-0123456789abcdef", twin_id="ada", dataset_version="v1")
+    record = await docker_launcher(client, settings).launch(job)
+
+    [(image, kwargs)] = client.containers.runs
+    assert image == "llmtwin/trainer-gpu:dev"
+    assert kwargs["entrypoint"] + kwargs["command"] == ["twin-trainer", "job", "--job-id", job.id]
+    assert kwargs["device_requests"] == [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    assert kwargs["labels"] == {"llmtwin.job-id": job.id, "llmtwin.twin-id": "ada"}
+    assert kwargs["volumes"] == {"llmtwin-data": {"bind": str(settings.data_dir), "mode": "rw"}}
+    assert kwargs["network"] == "llmtwin" and kwargs["detach"] is True
+    env = kwargs["environment"]
+    assert env["TWIN_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert env["TWIN_WAREHOUSE_URL"] == "mongodb://mongo:27017/llmtwin"
+    assert env["TWIN_DATA_DIR"] == str(settings.data_dir)
+    for name, value in env.items():  # the container reads the very same settings
+        monkeypatch.setenv(name, value)
+    assert Settings(_env_file=None) == settings
+    container = client.containers.by_id[record.handle]
+    assert (record.launcher, record.log_path) == ("docker", f"docker logs {container.short_id}")
+
+    # A restarted trigger finds the container by its label; it runs, so no exit status yet.
+    restarted = docker_launcher(client, settings)
+    found = await restarted.find(job)
+    assert found is not None and found.handle == record.handle
+    assert await restarted.find(TrainingJob(id="job-other", twin_id="ada", dataset_version="v2")) is None
+    assert await restarted.exit_status(found) is None
+
+    container.end(137, b"loading the base model\n\nTraceback (most recent call last):\ntorch.OutOfMemoryError: CUDA",
+                  oom=True)
+    assert await restarted.exit_status(found) == ExitStatus(code=137,
+                                                             detail="exited with code 137 (killed: out of memory)")
+    assert (await restarted.log_tail(found)).splitlines() == [
+        "loading the base model", "Traceback (most recent call last):", "torch.OutOfMemoryError: CUDA"]
+    ended = await restarted.find(job)  # an ended container is still found: it tells how the job ended
+    assert ended is not None and ended.handle == record.handle
+
+    del client.containers.by_id[record.handle]  # pruned
+    assert await restarted.exit_status(found) == ExitStatus(code=None, detail="its container is gone")
+    assert await restarted.log_tail(found) == ""
+
+
+async def test_a_job_whose_container_ends_without_a_final_state_is_failed_with_its_logs(warehouse, clock, tmp_path):
+    client = FakeDockerClient()
+    trigger = trigger_over(warehouse, docker_launcher(client, Settings(data_dir=tmp_path)), clock)
+    await trigger.handle(await new_samples(warehouse, THRESHOLD))
+    clock.now += QUIET
+    await trigger.tick()
+    [job] = await jobs_of(warehouse)
+    assert job.state == JobState.RUNNING and job.message.startswith("started by docker")
+    [container] = client.containers.by_id.values()
+    await trigger.tick()
+    assert (await jobs_of(warehouse))[0].state == JobState.RUNNING
+
+    container.end(1, b"RuntimeError: no GPU visible")
+    await trigger.tick()
+    [job] = await jobs_of(warehouse)
+    assert job.state == JobState.FAILED
+    assert f"exited with code 1 without recording a final state (log: docker logs {container.short_id})" in job.message
+    assert "no GPU visible" in job.message
+
+
+def test_the_launcher_is_chosen_by_the_settings(tmp_path, monkeypatch):
+    import docker
+
+    from twin_trainer.launchers import DockerLauncher, launcher_from_settings
+
+    assert isinstance(launcher_from_settings(Settings(data_dir=tmp_path)), SubprocessLauncher)
+    client = FakeDockerClient()
+    monkeypatch.setattr(docker, "from_env", lambda: client)
+    chosen = launcher_from_settings(Settings(data_dir=tmp_path, train_launcher="docker",
+                                             train_job_image="llmtwin/trainer-gpu:1", train_job_volume="vol"))
+    assert isinstance(chosen, DockerLauncher)
+    assert (chosen.client, chosen.image, chosen.data_volume, chosen.network) == (client, "llmtwin/trainer-gpu:1",
+                                                                               "vol", "")
+    assert "network" not in chosen.run_arguments(TrainingJob(id="j", twin_id="t", dataset_version="v"))
+    with pytest.raises(ValueError, match="TWIN_TRAIN_JOB_IMAGE"):
+        launcher_from_settings(Settings(data_dir=tmp_path, train_launcher="docker"))
+    with pytest.raises(ValueError, match="train_launcher"):
+        Settings(data_dir=tmp_path, train_launcher="kubernetes")

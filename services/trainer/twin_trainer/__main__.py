@@ -1,7 +1,7 @@
 """`twin-trainer`: the trainer service's commands.
 
     twin-trainer serve                          the trigger: counts new samples, starts training jobs
-    twin-trainer job --job-id ID                one training job (what the trigger starts as a subprocess)
+    twin-trainer job --job-id ID                one training job (what the trigger starts: a subprocess or a container)
     twin-trainer rollback --twin T --version N  move the champion back to an earlier version
     twin-trainer prepare-base                   fetch and convert the default base model once
 """

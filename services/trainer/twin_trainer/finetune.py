@@ -3,6 +3,10 @@
 fp32 on CPU, bf16 on GPU, QLoRA (4-bit base) when CUDA and bitsandbytes are there.
 The adapter is checkpointed every `checkpoint_every` steps; a run pointed at an output
 folder that holds a checkpoint resumes from it.
+
+`TrainParams(lora=False)` trains every weight instead (full fine-tuning, never quantized):
+the reference LoRA is measured against (`python -m bench training`). Its output folder
+holds a whole model, not an adapter, so the registry path keeps using LoRA.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ class TrainParams:
     checkpoint_every: int = 10
     qlora: bool = True  # used only where it can be (CUDA + bitsandbytes)
     seed: int = 0
+    lora: bool = True  # False: full fine-tuning of every weight, no adapter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainParams:
@@ -77,7 +82,7 @@ class StepMetrics:
 
 @dataclass
 class TrainResult:
-    adapter_dir: Path
+    adapter_dir: Path  # the adapter; with params.lora False, the whole fine-tuned model
     steps: int
     resumed_from_step: int
     losses: list[float]
@@ -100,7 +105,8 @@ class TrainResult:
 def finetune(base_model: str, train_samples: Sequence[InstructSample], *, twin_name: str, params: TrainParams,
              output_dir: Path, progress_callback: Callable[[StepMetrics], None] | None = None,
              device: str | None = None) -> TrainResult:
-    """Train a LoRA adapter; returns where it was saved (output_dir/adapter, with the tokenizer)."""
+    """Train a LoRA adapter (or, with params.lora False, every weight); returns where it was saved
+    (output_dir/adapter, with the tokenizer)."""
     device = device or pick_device()
     try:
         return _finetune(base_model, train_samples, twin_name=twin_name, params=params, output_dir=output_dir,
@@ -123,7 +129,7 @@ def _finetune(base_model, train_samples, *, twin_name, params, output_dir, progr
     examples = encode_samples(tokenizer, train_samples, twin_name=twin_name, max_seq_len=params.max_seq_len)
     if not examples:
         raise NothingToTrain("no training sample has an answer to learn from")
-    quantized = params.qlora and can_quantize_4bit(device)
+    quantized = params.lora and params.qlora and can_quantize_4bit(device)
     check_fits(base_model, device, quantized=quantized)
     model, start_step, state = _trainable_model(base_model, device, quantized, params, output_dir)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -174,28 +180,43 @@ def _finetune(base_model, train_samples, *, twin_name, params, output_dir, progr
     return TrainResult(adapter_dir=adapter_dir, steps=params.max_steps, resumed_from_step=start_step, losses=losses,
                        tokens_per_second=tokens_seen / max(seconds, 1e-9), seconds=seconds,
                        peak_memory_mb=peak_memory_mb(device), device=device, quantized=quantized,
-                       target_modules=sorted(model.peft_config["default"].target_modules),
+                       target_modules=sorted(model.peft_config["default"].target_modules) if params.lora else [],
                        trainable_parameters=sum(p.numel() for p in trainable), train_examples=len(examples),
                        params=params)
 
 
 def _trainable_model(base_model, device, quantized, params: TrainParams, output_dir: Path):
-    """The base with a fresh LoRA adapter, or with the latest checkpoint's adapter and optimizer state."""
+    """(model, first step, saved optimizer state): fresh, or from the latest checkpoint.
+
+    LoRA puts an adapter on the base; full fine-tuning trains the base itself, so its
+    checkpoints are whole models."""
     import torch
+
+    checkpoint = latest_checkpoint(output_dir)
+    if checkpoint is not None:
+        log.info("resuming from %s", checkpoint)
+    if params.lora:
+        model = _with_lora_adapter(base_model, device, quantized, params, checkpoint)
+    else:
+        model = load_causal_lm(checkpoint or base_model, device)
+    if checkpoint is None:
+        return model, 0, None
+    state = torch.load(checkpoint / _STATE_FILE, map_location="cpu", weights_only=False)
+    return model, int(state["step"]), state
+
+
+def _with_lora_adapter(base_model, device, quantized, params: TrainParams, checkpoint: Path | None):
+    """The base with a fresh LoRA adapter, or with the checkpoint's."""
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     model = load_causal_lm(base_model, device, quantize_4bit=quantized)
     if quantized:
         model = prepare_model_for_kbit_training(model)
-    checkpoint = latest_checkpoint(output_dir)
-    if checkpoint is None:
-        config = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
-                            target_modules=lora_target_modules(model), task_type="CAUSAL_LM")
-        return get_peft_model(model, config), 0, None
-    log.info("resuming from %s", checkpoint)
-    model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
-    state = torch.load(checkpoint / _STATE_FILE, map_location="cpu", weights_only=False)
-    return model, int(state["step"]), state
+    if checkpoint is not None:
+        return PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
+    config = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
+                        target_modules=lora_target_modules(model), task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
 
 
 def _warmup_cosine(params: TrainParams) -> Callable[[int], float]:

@@ -10,6 +10,7 @@ champion stays where it was (the alias is the very last registry write).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from llmtwin import registry
 from llmtwin.bus.producer import SyncEventProducer
-from llmtwin.datasets import DatasetNotFound, get_dataset_version, load_samples
+from llmtwin.datasets import DatasetNotFound, export_dataset, get_dataset_version, load_samples
 from llmtwin.domain import (
     DatasetVersion,
     InstructSample,
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 # Shares of the job's progress bar: training, then evaluation, then registration.
 _TRAIN_SHARE, _EVAL_SHARE = 0.8, 0.15
 _PROGRESS_EVERY_SECONDS = 2.0
+DATASET_ARTIFACT_DIR = "dataset"
 
 Report = Callable[[float, str], None]
 
@@ -66,6 +68,12 @@ class JobInputs:
     dataset: DatasetVersion
     train: list[InstructSample]
     test: list[InstructSample]
+    dataset_file: Path  # the version exported as JSONL: logged with the run as its input
+
+
+def job_work_dir(settings: Settings, job: TrainingJob) -> Path:
+    # Checkpoints here let a relaunched job resume; removed once the registry holds the adapter.
+    return settings.data_dir / "training" / job.id
 
 
 @dataclass
@@ -93,7 +101,7 @@ async def _run_job(settings: Settings, job_id: str) -> TrainingJob:
             log.info("training job %s already succeeded: not run again", job_id)
             return job
         try:
-            inputs = await load_inputs(warehouse, job)
+            inputs = await load_inputs(warehouse, job, job_work_dir(settings, job))
             job = await _record(jobs, job, state=JobState.RUNNING, progress=0.0, message="training")
             loop = asyncio.get_running_loop()
 
@@ -124,11 +132,12 @@ async def _record(jobs: Repository[TrainingJob], job: TrainingJob, **changes) ->
     return updated
 
 
-async def load_inputs(warehouse, job: TrainingJob) -> JobInputs:
+async def load_inputs(warehouse, job: TrainingJob, work_dir: Path) -> JobInputs:
     try:
         # The version's frozen copy: samples changed since it was cut don't alter what it holds.
         dataset = await get_dataset_version(warehouse, job.dataset_version)
         samples = await load_samples(warehouse, dataset)
+        dataset_file = await export_dataset(warehouse, dataset, work_dir / f"dataset-{dataset.id}.jsonl")
     except DatasetNotFound as exc:
         raise JobInputError(str(exc)) from exc
     train = [s for s in samples if s.split == Split.TRAIN]
@@ -137,7 +146,8 @@ async def load_inputs(warehouse, job: TrainingJob) -> JobInputs:
         raise JobInputError(f"dataset version {dataset.id} needs samples on both sides of the split "
                             f"(train: {len(train)}, test: {len(test)})")
     twin = await Repository(warehouse, Collection.TWINS, Twin).get(job.twin_id)
-    return JobInputs(twin_name=twin.name if twin else job.twin_id, dataset=dataset, train=train, test=test)
+    return JobInputs(twin_name=twin.name if twin else job.twin_id, dataset=dataset, train=train, test=test,
+                     dataset_file=dataset_file)
 
 
 def train_evaluate_register(settings: Settings, job: TrainingJob, inputs: JobInputs, report: Report) -> Verdict:
@@ -151,8 +161,11 @@ def train_evaluate_register(settings: Settings, job: TrainingJob, inputs: JobInp
     tags = {"twin_id": job.twin_id, "base_model": base_model, "dataset_version": inputs.dataset.id,
             "code_version": version_of_code, "job_id": job.id}
     with mlflow.start_run(run_name=f"{job.twin_id}-{inputs.dataset.id}", tags=tags) as run:
-        mlflow.log_input(_mlflow_dataset(inputs), context="training")
-        work_dir = settings.data_dir / "training" / job.id  # checkpoints here let a relaunched job resume
+        # The exact file trained on, kept with the run; the run's input dataset points at that copy.
+        mlflow.log_artifact(str(inputs.dataset_file), DATASET_ARTIFACT_DIR)
+        dataset_uri = mlflow.get_artifact_uri(f"{DATASET_ARTIFACT_DIR}/{inputs.dataset_file.name}")
+        mlflow.log_input(_mlflow_dataset(inputs, dataset_uri), context="training")
+        work_dir = job_work_dir(settings, job)
         result = finetune(base_model, inputs.train, twin_name=inputs.twin_name, params=params,
                           output_dir=work_dir, progress_callback=_on_step(report))
         mlflow.log_params(params_for_logging(result))
@@ -240,20 +253,15 @@ def evaluate_candidate(settings: Settings, twin_id: str, base_model: str, result
     return candidate, score(champion_model, champion_tokenizer), reference_name
 
 
-def _mlflow_dataset(inputs: JobInputs):
-    """The dataset version as the run's input: its samples, digest = the version id."""
+def _mlflow_dataset(inputs: JobInputs, source_uri: str):
+    """The dataset version as the run's input: the exported file's rows and location; digest = the version id."""
     import mlflow.data
-    import numpy as np
-    from mlflow.data.code_dataset_source import CodeDatasetSource
+    import pandas as pd
 
-    samples = inputs.train + inputs.test
-    columns = {"id": [s.id for s in samples], "split": [s.split.value for s in samples],
-               "kind": [s.kind.value for s in samples], "instruction": [s.instruction for s in samples],
-               "answer": [s.answer for s in samples]}
-    source = CodeDatasetSource(tags={"collection": Collection.DATASET_VERSIONS.value,
-                                     "dataset_version": inputs.dataset.id, "twin_id": inputs.dataset.twin_id})
-    return mlflow.data.from_numpy({k: np.array(v, dtype=object) for k, v in columns.items()}, source=source,
-                                  name=f"{inputs.dataset.twin_id}-{inputs.dataset.id}", digest=inputs.dataset.id)
+    with open(inputs.dataset_file, encoding="utf-8") as lines:
+        rows = pd.DataFrame([json.loads(line) for line in lines])
+    return mlflow.data.from_pandas(rows, source=source_uri, name=f"{inputs.dataset.twin_id}-{inputs.dataset.id}",
+                                   digest=inputs.dataset.id)
 
 
 def code_version() -> str:

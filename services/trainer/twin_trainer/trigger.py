@@ -16,14 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
-from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
@@ -32,9 +27,11 @@ from llmtwin.bus.stage import StageSpec
 from llmtwin.datasets import EmptyDataset, cut_dataset_version, get_dataset_version
 from llmtwin.domain import JobState, TrainingJob, stable_id, utcnow
 from llmtwin.events import Event, SampleStored, Topic
-from llmtwin.settings import Settings, settings_env
+from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, Warehouse, open_warehouse
 from llmtwin.warehouse.repository import Repository
+
+from .launchers import JobLauncher, LaunchRecord, launcher_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -63,144 +60,6 @@ class TwinTriggerState(BaseModel):
     @classmethod
     def new(cls, twin_id: str) -> "TwinTriggerState":
         return cls(id=f"twin:{twin_id}", twin_id=twin_id)
-
-
-class LaunchRecord(BaseModel):
-    """Which process (or container) runs a job; stored in `trigger_state` as `launch:<job_id>`."""
-
-    id: str
-    type: Literal["launch"] = "launch"
-    job_id: str
-    twin_id: str
-    launcher: str
-    handle: str  # a process id for subprocesses; a container id for containers
-    log_path: str
-    started_at: datetime = Field(default_factory=utcnow)
-
-    @staticmethod
-    def key(job_id: str) -> str:
-        return f"launch:{job_id}"
-
-
-class ExitStatus(BaseModel):
-    code: int | None  # None: the process is gone and its exit code is unknown (it was not our child)
-    detail: str
-
-
-class JobLauncher(Protocol):
-    """Starts training jobs and tells whether they still run. Subprocesses now; GPU containers later."""
-
-    name: str
-
-    async def launch(self, job: TrainingJob) -> LaunchRecord: ...
-
-    async def find(self, job: TrainingJob) -> LaunchRecord | None:
-        """A process of this job that is running already (started before a restart), if any."""
-
-    async def exit_status(self, record: LaunchRecord) -> ExitStatus | None:
-        """None while the job's process runs."""
-
-    async def log_tail(self, record: LaunchRecord, max_chars: int = 600) -> str: ...
-
-
-def trainer_job_command(job: TrainingJob) -> list[str]:
-    return [sys.executable, "-m", "twin_trainer", "job", "--job-id", job.id]
-
-
-class SubprocessLauncher:
-    """Each job is a child process on this machine, its output in `log_dir/<job id>.log`."""
-
-    name = "subprocess"
-
-    def __init__(self, log_dir: Path, env: dict[str, str],
-                 command: Callable[[TrainingJob], list[str]] = trainer_job_command) -> None:
-        self.log_dir, self.env, self.command = log_dir, env, command
-        self._children: dict[int, subprocess.Popen] = {}
-
-    async def launch(self, job: TrainingJob) -> LaunchRecord:
-        log_path = self.log_dir / f"{job.id}.log"
-        child = await asyncio.to_thread(self._start, self.command(job), log_path)
-        self._children[child.pid] = child
-        log.info("job %s started as process %d (log: %s)", job.id, child.pid, log_path)
-        return LaunchRecord(id=LaunchRecord.key(job.id), job_id=job.id, twin_id=job.twin_id, launcher=self.name,
-                            handle=str(child.pid), log_path=str(log_path))
-
-    def _start(self, argv: list[str], log_path: Path) -> subprocess.Popen:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log_file:  # the child keeps its own descriptor
-            return subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **self.env}, start_new_session=True)
-
-    async def find(self, job: TrainingJob) -> LaunchRecord | None:
-        pid = await asyncio.to_thread(_find_process, job.id)
-        if pid is None:
-            return None
-        return LaunchRecord(id=LaunchRecord.key(job.id), job_id=job.id, twin_id=job.twin_id, launcher=self.name,
-                            handle=str(pid), log_path=str(self.log_dir / f"{job.id}.log"))
-
-    async def exit_status(self, record: LaunchRecord) -> ExitStatus | None:
-        pid = int(record.handle)
-        child = self._children.get(pid)
-        if child is not None:
-            code = child.poll()  # also reaps it
-            if code is None:
-                return None
-            del self._children[pid]
-            return ExitStatus(code=code, detail=f"exited with code {code}")
-        # Started by an earlier run of the trigger: not our child, so no exit code, only whether it lives.
-        if await asyncio.to_thread(_process_runs, pid, record.job_id):
-            return None
-        return ExitStatus(code=None, detail="its process is gone")
-
-    async def log_tail(self, record: LaunchRecord, max_chars: int = 600) -> str:
-        return await asyncio.to_thread(_tail, Path(record.log_path), max_chars)
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
-        return None
-    return None if state in ("Z", "X") else raw.decode(errors="replace").split("\0")
-
-
-def _process_runs(pid: int, job_id: str) -> bool:
-    """Whether `pid` is alive and still the job's process (a reused pid is not)."""
-    if not Path("/proc").is_dir():  # no procfs: only whether the pid exists
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    argv = _cmdline(pid)
-    return argv is not None and job_id in argv
-
-
-def _find_process(job_id: str) -> int | None:
-    if not Path("/proc").is_dir():
-        return None
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            argv = _cmdline(int(entry.name))
-            if argv and job_id in argv:
-                return int(entry.name)
-    return None
-
-
-def _tail(path: Path, max_chars: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8 * max_chars))
-            text = f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    tail = "\n".join(lines[-6:])
-    return tail[-max_chars:]
 
 
 class TrainingTrigger:
@@ -351,7 +210,8 @@ class TrainingTrigger:
 
 
 async def build_trigger(settings: Settings) -> TrainingTrigger:
-    launcher = SubprocessLauncher(settings.data_dir / "logs" / "jobs", settings_env(settings))
+    # The Docker client asks the engine for its API version: blocking I/O, off the loop.
+    launcher = await asyncio.to_thread(launcher_from_settings, settings)
     trigger = TrainingTrigger(open_warehouse(settings.warehouse), launcher,
                               min_new_samples=settings.train_min_new_samples,
                               quiet_seconds=settings.train_quiet_seconds)

@@ -25,6 +25,7 @@ class Collection(StrEnum):
     TRIGGER_STATE = "trigger_state"
     SAMPLE_RECORDS = "sample_records"  # per clean document: which content version its samples came from
     DATASET_SAMPLES = "dataset_samples"  # write-once copies of every sample a dataset version holds
+    PREFERENCE_PAIRS = "preference_pairs"  # per instruct sample: the real answer against a base model's
 
 
 class UpsertResult(StrEnum):

@@ -44,8 +44,28 @@ def build_messages(instruction: str, *, twin_name: str, kind: DocumentKind | Non
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(user_parts)}]
 
 
+def control_tokens(tokenizer: Any) -> list[str]:
+    """The strings a tokenizer reads as control tokens (turn markers, end of text), longest first."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    tokens = {token.content for token in added.values() if getattr(token, "special", False)}
+    tokens.update(getattr(tokenizer, "all_special_tokens", None) or ())
+    return sorted((token for token in tokens if token), key=len, reverse=True)
+
+
+def defuse(text: str, tokens: Sequence[str]) -> str:
+    """`text` without control tokens, so that crawled or typed text cannot open a turn of its own
+    (a fake system message) in the rendered prompt: it stays data."""
+    while any(token in text for token in tokens):  # again: a removal may join the halves of another
+        for token in tokens:
+            text = text.replace(token, "")
+    return text
+
+
 def render_prompt(tokenizer: ChatTokenizer | None, messages: list[dict[str, str]]) -> str:
     """The text the model sees before its answer (generation prompt included)."""
+    if tokenizer is not None:
+        tokens = control_tokens(tokenizer)
+        messages = [{**message, "content": defuse(message["content"], tokens)} for message in messages]
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     body = "".join(FALLBACK_TEMPLATE_ROLE.format(role=m["role"], content=m["content"]) for m in messages)

@@ -10,13 +10,13 @@ by hand and every hop is checked again. Timeouts and a size cap always apply.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from llmtwin.addresses import is_public_address
 from llmtwin.settings import Settings
 
 MAX_REDIRECTS = 5
@@ -76,22 +76,26 @@ class LinkFetcher:
         raise LinkError(f"{link}: more than {MAX_REDIRECTS} redirects")
 
     async def _get(self, url: str) -> tuple[str, int, str | None, str, bytes]:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # raises on a port that is not a number in range
+        except ValueError as exc:
+            raise LinkError(f"{url}: not a valid link ({exc})") from None
         if parts.scheme not in ("http", "https"):
             raise LinkRefused(f"{url}: only http and https links are fetched")
         if not parts.hostname:
             raise LinkRefused(f"{url}: no host")
-        address = await self._checked_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        address = await self._checked_address(parts.hostname, port or (443 if parts.scheme == "https" else 80))
         # Connect to the checked address; keep the name for the Host header and TLS.
         ip_host = f"[{address}]" if ":" in address else address
-        netloc = f"{ip_host}:{parts.port}" if parts.port else ip_host
+        netloc = f"{ip_host}:{port}" if port else ip_host
         pinned = parts._replace(netloc=netloc).geturl()
-        host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
-        request = self._client.build_request("GET", pinned, headers={"Host": host_header},
-                                             extensions={"sni_hostname": parts.hostname})
+        host_header = parts.hostname + (f":{port}" if port else "")
         try:
+            request = self._client.build_request("GET", pinned, headers={"Host": host_header},
+                                                 extensions={"sni_hostname": parts.hostname})
             response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise LinkError(f"{url}: cannot be fetched ({type(exc).__name__})") from exc
         try:
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -114,7 +118,7 @@ class LinkFetcher:
     async def _checked_address(self, host: str, port: int) -> str:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
+        except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: a name no DNS label can hold
             raise LinkError(f"{host}: cannot be resolved") from exc
         addresses = [info[4][0] for info in infos]
         for address in addresses:
@@ -129,15 +133,6 @@ class LinkFetcher:
 
 def any_address(address: str) -> bool:
     return True
-
-
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # is_global is False for loopback, private, link-local (169.254.169.254 and the other
-    # metadata addresses), carrier NAT (100.64/10), reserved and unspecified ranges.
-    return ip.is_global and not ip.is_multicast
 
 
 def extract_text(body: bytes, content_type: str, url: str) -> tuple[str, str]:

@@ -5,12 +5,12 @@ so the page can show it next to that field and the API can return it as is.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from llmtwin.addresses import is_public_address, literal_address
 from llmtwin.domain import DocumentKind, Platform, slugify
 
 MAX_URL_LENGTH = 2000
@@ -162,13 +162,13 @@ _HOSTS_NEEDING_AN_ACCOUNT: dict[Platform, tuple[str, ...]] = {
 
 
 def _is_private(host: str) -> bool:
+    """A name or literal address (in any spelling, 2130706433 included) that is not public.
+    Names are not resolved here: the crawler checks every address it connects to."""
+    host = host.rstrip(".")  # "localhost." is localhost
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_private or address.is_loopback or address.is_link_local
+    address = literal_address(host)
+    return address is not None and not is_public_address(address)
 
 
 def _local_path_url(url: str) -> str:

@@ -9,7 +9,6 @@ and depth caps. A site without a feed is walked by its same-site links instead.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import scrapy
 from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 
+from llmtwin.addresses import is_public_address
 from llmtwin.domain import DocumentKind, Platform, RawDocument
 
 from ..config import CrawlConfig
@@ -51,7 +51,7 @@ def is_private_host(host: str) -> bool:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         return False  # unresolvable: the fetch fails with its own reason
-    return any(not ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses)
+    return any(not is_public_address(a) for a in addresses)
 
 
 def failure_reason(failure: Any) -> str:
@@ -61,6 +61,23 @@ def failure_reason(failure: Any) -> str:
     if isinstance(exc, IgnoreRequest):
         return "disallowed by robots.txt" if "robots" in str(exc).lower() or not str(exc) else str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+class PrivateHostGuard:
+    """Refuses every request to a private or loopback host unless allowed: `SiteSpider._page` checks
+    the pages the spider asks for, but Scrapy follows redirects (and fetches robots.txt) on its own."""
+
+    def __init__(self, allow_private_hosts: bool) -> None:
+        self.allow_private_hosts = allow_private_hosts
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> "PrivateHostGuard":
+        return cls(crawler.settings.getbool("TWIN_ALLOW_PRIVATE_HOSTS"))
+
+    def process_request(self, request: scrapy.Request) -> None:
+        host = urlsplit(request.url).hostname
+        if not self.allow_private_hosts and host and is_private_host(host):
+            raise IgnoreRequest(f"refused: {host} is a private or loopback address")
 
 
 class RetryBackoff:
@@ -91,7 +108,9 @@ def scrapy_settings(config: CrawlConfig) -> dict[str, Any]:
         "RETRY_ENABLED": config.retry_times > 0,
         "RETRY_TIMES": config.retry_times,
         "TWIN_RETRY_BACKOFF": config.retry_backoff,
-        "DOWNLOADER_MIDDLEWARES": {f"{__name__}.RetryBackoff": 560},
+        "TWIN_ALLOW_PRIVATE_HOSTS": config.allow_private_hosts,
+        # The guard runs first, so no redirect hop reaches a private address.
+        "DOWNLOADER_MIDDLEWARES": {f"{__name__}.PrivateHostGuard": 50, f"{__name__}.RetryBackoff": 560},
         "DOWNLOAD_TIMEOUT": config.timeout_seconds,
         "DOWNLOAD_MAXSIZE": MAX_PAGE_BYTES,
         "COOKIES_ENABLED": False,

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -132,7 +133,9 @@ def test_the_topic_init_command_creates_every_topic_on_a_real_broker(services, b
     """kafka-init's own command, run here against a real (Tansu) broker instead of the kafka service."""
     init = services["kafka-init"]
     env = {**os.environ, **init["environment"], "TWIN_KAFKA_BOOTSTRAP": broker_bootstrap}
-    subprocess.run(init["entrypoint"], env=env, check=True, timeout=120, capture_output=True)
+    interpreter, *args = init["entrypoint"]
+    assert interpreter == "python"  # the image's venv python; here, the one running the tests
+    subprocess.run([sys.executable, *args], env=env, check=True, timeout=120, capture_output=True)
     admin = KafkaAdminClient(bootstrap_servers=broker_bootstrap)
     try:
         topics = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(all_topic_names())}

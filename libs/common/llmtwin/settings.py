@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     crawl_timeout_seconds: float = 30.0
     github_api_url: str = "https://api.github.com"
 
+    # Inference API keys: "key", "key:twin", or hashed "sha256:<hex>" / "sha256:<hex>:twin"
+    # (see twin_inference.auth); empty: the API is open (the embedded demo).
     api_keys: list[SecretStr] = Field(default_factory=list)
     # Requests a minute per API key (per client address while no keys are set); 0: unlimited.
     api_rate_limit_per_minute: int = Field(0, ge=0)

@@ -9,6 +9,9 @@
     POST /v1/generate           native: prompt, links, format; SSE `token`... `citations`, `done`
     GET  /healthz /readyz /metrics, /docs (OpenAPI)
 
+Every /v1 request spends one of its API key's requests (`settings.api_rate_limit_per_minute`);
+past the limit it gets a 429 in OpenAI's error shape with `Retry-After` (health never counts).
+
 `create_app` opens nothing itself: whatever is not handed in is built from settings when the
 app starts (its lifespan) and closed when it stops.
 """
@@ -36,7 +39,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from .answers import Answer, Answerer, RequestInfo, UnknownTwin
-from .auth import ApiKeys, Forbidden, KeyScope, Unauthorized
+from .auth import (
+    ApiKeys,
+    Forbidden,
+    KeyScope,
+    RateLimited,
+    RateLimiter,
+    Unauthorized,
+    key_digest,
+)
 from .backends import GenerationError, GenerationSettings, PromptTooLong
 from .links import LinkError, LinkFetcher
 from .models import ModelManager, ModelNotReady, loader_for
@@ -97,6 +108,7 @@ class BadRequest(ValueError):
 ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     Unauthorized: (401, "authentication_error", "invalid_api_key"),
     Forbidden: (403, "permission_error", "twin_not_allowed"),
+    RateLimited: (429, "requests", "rate_limit_exceeded"),
     UnknownTwin: (404, "invalid_request_error", "model_not_found"),
     LinkError: (400, "invalid_request_error", "bad_link"),
     PromptTooLong: (400, "invalid_request_error", "context_length_exceeded"),
@@ -117,7 +129,8 @@ def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
 
 async def _error_response(_: Request, exc: Exception) -> JSONResponse:
     status, body = error_body(exc)
-    return JSONResponse(body, status_code=status)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class RequestIdMiddleware:
@@ -146,8 +159,18 @@ BEARER = HTTPBearer(auto_error=False, description="An API key (when keys are con
 
 async def key_scope(request: Request,
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> KeyScope:
+    """The caller's scope, once its key is valid and within its rate limit (every /v1 endpoint)."""
     api_keys: ApiKeys = request.app.state.api_keys
-    return api_keys.scope_of(credentials.credentials if credentials else None)
+    presented = credentials.credentials if credentials else None
+    scope = api_keys.scope_of(presented)
+    # Only valid keys reach here, so the buckets stay one per configured key (named by its
+    # digest: keys are never held in clear); an open API limits each client address instead.
+    if api_keys.required:
+        caller = f"key:{key_digest(presented).hex()}"
+    else:
+        caller = f"client:{request.client.host if request.client else ''}"
+    request.app.state.rate_limiter.take(caller)
+    return scope
 
 
 Scope = Annotated[KeyScope, Depends(key_scope)]
@@ -201,6 +224,7 @@ def create_app(settings: Settings, *, manager: ModelManager | None = None, retri
                   description="Generation in a person's voice, grounded in their own writing. "
                               "OpenAI-compatible: `model` names the twin.")
     app.state.api_keys = ApiKeys.from_settings(settings.api_keys)
+    app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_minute)
     mount_observability(app, ready=lambda: runtime is not None and runtime.manager.ready())
 
     def current() -> Runtime:

@@ -45,6 +45,7 @@ run: base-model
 
 lint: install
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check --quiet --select F,E9 --exclude .venv .
 
 test: lint system-tools
 	$(PY) -m pytest

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     eval_style_samples: int = 4
     eval_style_max_new_tokens: int = 48
     eval_style_tolerance: float = 0.02  # how far the style score may drop for a promotion
+    # An LLM judge (any OpenAI-compatible endpoint; empty URL: none) scores how much generations
+    # sound like the person, 0-1; a promotion then also needs a judge score at most this far below.
+    eval_judge_url: str = ""
+    eval_judge_model: str = ""
+    eval_judge_api_key: SecretStr | None = None
+    eval_judge_tolerance: float = 0.05
     # Where training jobs run: "subprocess" (this machine) or "docker" (a GPU container per job,
     # started through the Docker SDK from `train_job_image`, with the data volume mounted at
     # data_dir and attached to `train_job_network` so it reaches the same servers).

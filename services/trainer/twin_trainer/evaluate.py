@@ -4,7 +4,9 @@ Perplexity uses the same prompt builder and answer-only loss as training. The st
 is the mean cosine similarity between greedy generations and the real answers (a few
 samples: generation is slow on CPU). A candidate is promoted only when its perplexity is
 lower than the champion's (or the base model's, for a twin's first model) on the same
-split and its style score has not dropped by more than a tolerance.
+split and its style score has not dropped by more than a tolerance. When an LLM judge is
+configured, it scores the same generations too, and a promotion also needs a judge score
+not more than a tolerance below the reference's.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from llmtwin.domain import InstructSample
 from llmtwin.settings import Settings
 
 from .examples import collate, encode_prompt, encode_samples, length_batches, sample_prompt
+from .judge import StyleJudge
 
 # Texts in, unit-length vectors out (llmtwin.embeddings.embed with a loaded model).
 EmbedTexts = Callable[[list[str]], Sequence[Sequence[float]]]
@@ -45,9 +48,12 @@ class EvalMetrics:
     style_samples: int
     # Logged beside the style score: embeddings measure topic more than voice.
     char_ngram_similarity: float = 0.0
+    # The LLM judge's mean score, 0-1: None without a judge, or when none of its replies had a score.
+    judge_score: float | None = None
+    judge_skipped: int = 0
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
-        return {f"{prefix}{key}": float(value) for key, value in asdict(self).items()}
+        return {f"{prefix}{key}": float(value) for key, value in asdict(self).items() if value is not None}
 
 
 def answer_perplexity(model, tokenizer, samples: Sequence[InstructSample], *, twin_name: str,
@@ -125,8 +131,9 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def evaluate_model(model, tokenizer, samples: Sequence[InstructSample], *, twin_name: str, config: EvalConfig,
-                   embed_texts: EmbedTexts) -> EvalMetrics:
-    """Perplexity on up to `max_samples` held-out samples, style on the first `style_samples` of them."""
+                   embed_texts: EmbedTexts, judge: StyleJudge | None = None) -> EvalMetrics:
+    """Perplexity on up to `max_samples` held-out samples, style (and the judge's score) on the first
+    `style_samples` of them."""
     scored = list(samples)[:config.max_samples]
     perplexity = answer_perplexity(model, tokenizer, scored, twin_name=twin_name,
                                    max_seq_len=config.max_seq_len, batch_size=config.batch_size)
@@ -135,12 +142,17 @@ def evaluate_model(model, tokenizer, samples: Sequence[InstructSample], *, twin_
                                  max_new_tokens=config.style_max_new_tokens)
     references = [s.answer for s in styled]
     style = style_similarity(generated, references, embed_texts) if styled else 0.0
+    judged = judge.score([s.instruction for s in styled], references, generated) if judge else None
     return EvalMetrics(perplexity=perplexity, style_score=style, samples=len(scored), style_samples=len(styled),
-                       char_ngram_similarity=char_ngram_similarity(generated, references))
+                       char_ngram_similarity=char_ngram_similarity(generated, references),
+                       judge_score=judged.score if judged else None,
+                       judge_skipped=judged.skipped if judged else 0)
 
 
-def gate(candidate: EvalMetrics, champion: EvalMetrics, *, style_tolerance: float = 0.02) -> tuple[bool, str]:
-    """(promote, reason): lower perplexity, and a style score at most `style_tolerance` below."""
+def gate(candidate: EvalMetrics, champion: EvalMetrics, *, style_tolerance: float = 0.02,
+         judge_tolerance: float = 0.05) -> tuple[bool, str]:
+    """(promote, reason): lower perplexity, a style score at most `style_tolerance` below, and, when
+    both sides have a judge score, one at most `judge_tolerance` below."""
     if not math.isfinite(candidate.perplexity):
         return False, f"candidate perplexity is not finite ({candidate.perplexity})"
     if candidate.perplexity >= champion.perplexity:
@@ -149,5 +161,10 @@ def gate(candidate: EvalMetrics, champion: EvalMetrics, *, style_tolerance: floa
     if candidate.style_score < champion.style_score - style_tolerance:
         return False, (f"style score {candidate.style_score:.3f} dropped more than {style_tolerance} below "
                        f"the champion's {champion.style_score:.3f}")
+    judged = candidate.judge_score is not None and champion.judge_score is not None
+    if judged and candidate.judge_score < champion.judge_score - judge_tolerance:
+        return False, (f"judge score {candidate.judge_score:.3f} dropped more than {judge_tolerance} below "
+                       f"the champion's {champion.judge_score:.3f}")
+    judge_note = f", judge score {candidate.judge_score:.3f} vs {champion.judge_score:.3f}" if judged else ""
     return True, (f"perplexity {candidate.perplexity:.3f} < {champion.perplexity:.3f}, style score "
-                  f"{candidate.style_score:.3f} vs {champion.style_score:.3f}")
+                  f"{candidate.style_score:.3f} vs {champion.style_score:.3f}{judge_note}")

@@ -47,6 +47,7 @@ from llmtwin.warehouse.repository import Repository
 
 from .evaluate import EvalConfig, EvalMetrics, evaluate_model, gate
 from .finetune import StepMetrics, TrainParams, TrainResult, finetune, params_for_logging
+from .judge import StyleJudge
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,10 @@ def train_evaluate_register(settings: Settings, job: TrainingJob, inputs: JobInp
         report(_TRAIN_SHARE, "evaluating candidate and champion on the held-out split")
         candidate, reference, reference_name = evaluate_candidate(settings, job.twin_id, base_model, result,
                                                                   inputs)
-        promote, reason = gate(candidate, reference, style_tolerance=settings.eval_style_tolerance)
+        promote, reason = gate(candidate, reference, style_tolerance=settings.eval_style_tolerance,
+                               judge_tolerance=settings.eval_judge_tolerance)
         metrics = {**candidate.as_dict("candidate_"), **reference.as_dict("reference_")}
+        log.info("evaluation of job %s against %s: %s", job.id, reference_name, metrics)
         mlflow.log_metrics(metrics)
         mlflow.set_tags({"gate.reference": reference_name, "gate.promoted": str(promote), "gate.reason": reason})
 
@@ -218,7 +221,18 @@ def evaluate_candidate(settings: Settings, twin_id: str, base_model: str, result
     """(candidate, reference, reference name) on the same held-out samples.
 
     The reference is the champion, or the base model when the twin has none yet. One base
-    model in memory serves all of them when they share it: adapters are switched on it."""
+    model in memory serves all of them when they share it: adapters are switched on it. With
+    an LLM judge configured, it scores both sides' generations too."""
+    judge = StyleJudge.from_settings(settings)
+    try:
+        return _evaluate_both(settings, twin_id, base_model, result, inputs, judge)
+    finally:
+        if judge is not None:
+            judge.close()
+
+
+def _evaluate_both(settings: Settings, twin_id: str, base_model: str, result: TrainResult, inputs: JobInputs,
+                   judge: StyleJudge | None) -> tuple[EvalMetrics, EvalMetrics, str]:
     from llmtwin.embeddings import embed, load_embedding_model
     from peft import PeftModel
 
@@ -233,7 +247,7 @@ def evaluate_candidate(settings: Settings, twin_id: str, base_model: str, result
 
     def score(model, model_tokenizer=tokenizer) -> EvalMetrics:
         return evaluate_model(model, model_tokenizer, inputs.test, twin_name=inputs.twin_name, config=config,
-                              embed_texts=embed_texts)
+                              embed_texts=embed_texts, judge=judge)
 
     model = PeftModel.from_pretrained(load_causal_lm(base_model, device), str(result.adapter_dir),
                                       adapter_name="candidate")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Callable
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,55 @@ def serve():
 
     def start(root: Path) -> Site:
         sites.append(Site(root))
+        return sites[-1]
+
+    yield start
+    for site in sites:
+        site.stop()
+
+
+Answer = tuple[int, dict[str, str], str]  # status, headers, body
+
+
+class RoutedSite:
+    """Answers each path (query included) from a function, for sites a folder cannot imitate:
+    redirects, odd statuses, JSON APIs with paging. Records every path asked for."""
+
+    def __init__(self, answer: Callable[["RoutedSite", str], Answer]) -> None:
+        self.requested: list[str] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                site.requested.append(self.path)
+                status, headers, body = answer(site, self.path)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def serve_routes():
+    """serve_routes(answer) -> RoutedSite, where answer(site, path) -> (status, headers, body); stopped after the test."""
+    sites: list[RoutedSite] = []
+
+    def start(answer: Callable[[RoutedSite, str], Answer]) -> RoutedSite:
+        sites.append(RoutedSite(answer))
         return sites[-1]
 
     yield start

@@ -20,6 +20,8 @@ class CrawlConfig:
     timeout_seconds: float = 30.0
     allow_private_hosts: bool = True
     github_api_url: str = "https://api.github.com"
+    # Public LinkedIn posts are fetched from this host and its subdomains (tests point it at loopback).
+    linkedin_host: str = "linkedin.com"
     # Export archives: refuse what no real export looks like (zip bombs, giant members).
     max_archive_bytes: int = 512 * MiB  # total uncompressed
     max_member_bytes: int = 64 * MiB

@@ -11,14 +11,16 @@ from .locations import local_path
 from .sources.article_exports import MediumExport, SubstackExport
 from .sources.github import GitHubProfile, GitRepository, github_user
 from .sources.linkedin import LinkedInExport
+from .sources.linkedin_public import LinkedInPublicPost, is_linkedin_host, linkedin_page_kind
 from .sources.web import WebSite
 from .sources.x_archive import XArchive
 
 EXPORTS: dict[Platform, type] = {Platform.LINKEDIN: LinkedInExport, Platform.X: XArchive,
                                  Platform.MEDIUM: MediumExport, Platform.SUBSTACK: SubstackExport}
-NO_PUBLIC_PAGES = {Platform.LINKEDIN: "LinkedIn pages need a login: upload your data export "
-                                      "(Settings > Get a copy of your data) instead",
-                   Platform.X: "X pages need a login: upload your X archive (data/tweets.js) instead"}
+NO_PUBLIC_PAGES = {Platform.X: "X pages need a login: upload your X archive (data/tweets.js) instead"}
+LINKEDIN_EXPORT = ("LinkedIn profiles and feeds need a login: upload your data export "
+                   "(Settings > Get a copy of your data) instead; only a single public post "
+                   "(linkedin.com/posts/..., /feed/update/urn:li:activity:..., /pulse/...) can be fetched")
 
 
 def source_for(platform: Platform | str, url: str, config: CrawlConfig) -> Source:
@@ -46,6 +48,12 @@ def source_for(platform: Platform | str, url: str, config: CrawlConfig) -> Sourc
         raise CrawlRefused(f"malformed URL {url!r}: expected http(s)://host/..., file://... or a path")
     if platform in NO_PUBLIC_PAGES:
         raise CrawlRefused(NO_PUBLIC_PAGES[platform])
+    if platform is Platform.LINKEDIN:
+        if not is_linkedin_host(parts.hostname, config):
+            raise CrawlRefused(f"not a LinkedIn URL: {url}")
+        if linkedin_page_kind(parts.path) is None:
+            raise CrawlRefused(LINKEDIN_EXPORT)
+        return LinkedInPublicPost(config)
     if platform is Platform.GITHUB:
         if parts.hostname != "github.com":
             raise CrawlRefused(f"not a GitHub URL: {url}")

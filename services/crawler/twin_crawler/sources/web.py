@@ -4,11 +4,13 @@ Scrapy does the fetching, without a Twisted reactor (`TWISTED_REACTOR_ENABLED=Fa
 its own asyncio loop) and only ever inside the crawl worker process, never on a
 service's event loop. Politeness is Scrapy's: robots.txt obeyed, a per-domain delay
 (autothrottled), a clear user agent, retries (with the backoff below), and the page
-and depth caps. A site without a feed is walked by its same-site links instead.
+and depth caps. A site without a feed is walked by its same-site links instead. A Substack
+publication's older posts, past its feed's latest ~20, come from its archive API.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,12 +26,14 @@ from llmtwin.addresses import is_public_address
 from llmtwin.domain import DocumentKind, Platform, RawDocument
 
 from ..config import CrawlConfig
-from ..extract import (ExtractionError, FeedEntry, discover_feeds, discover_links, extract_article,
-                       looks_like_feed, parse_feed)
+from ..extract import (MIN_ARTICLE_CHARS, ExtractionError, FeedEntry, discover_feeds, discover_links,
+                       extract_article, looks_like_feed, parse_date, parse_feed)
 from ..items import CrawlTarget, Failed, Item, Skipped
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MAX_PAGE_BYTES = 10 * 1024 * 1024
+# Substack's feed holds only the latest ~20 posts; its archive API lists the older ones, a page at a time.
+SUBSTACK_ARCHIVE_PAGE = 12
 
 
 def feed_candidates(url: str, platform: Platform) -> list[str]:
@@ -215,6 +219,38 @@ class SiteSpider(scrapy.Spider):
             request = self._page(entry.link, self.on_article, entry=entry)
             if request is not None:
                 yield request
+        if self.target.platform is Platform.SUBSTACK:
+            parts = urlsplit(response.url)
+            yield self._archive_page(f"{parts.scheme}://{parts.netloc}", offset=0)
+
+    def _archive_page(self, root: str, offset: int) -> scrapy.Request:
+        url = f"{root}/api/v1/archive?sort=new&offset={offset}&limit={SUBSTACK_ARCHIVE_PAGE}"
+        return scrapy.Request(url, callback=self.on_archive, errback=self.on_archive_error,
+                              meta={"root": root, "offset": offset}, dont_filter=True)
+
+    def on_archive(self, response: scrapy.http.Response):
+        """One page of a Substack archive listing: the posts the feed no longer holds."""
+        try:
+            posts = json.loads(response.body)
+        except ValueError:
+            return  # not a Substack archive after all: the feed's posts are all there is
+        if not isinstance(posts, list):
+            return
+        for post in posts:
+            link = post.get("canonical_url") if isinstance(post, dict) else None
+            if isinstance(link, str) and link:
+                entry = FeedEntry(link, str(post.get("title") or ""), parse_date(str(post.get("post_date") or "")))
+                request = self._page(link, self.on_article, entry=entry)
+                if request is not None:
+                    yield request
+        # An empty page is the end (a host may send fewer than asked for); listing beyond max_pages
+        # posts could add nothing the page cap would let us fetch.
+        next_offset = response.meta["offset"] + len(posts)
+        if posts and next_offset < self.config.max_pages and self.pages_left > 0:
+            yield self._archive_page(response.meta["root"], next_offset)
+
+    def on_archive_error(self, failure: Any) -> None:
+        """Not every Substack-like host has the archive API (a 404, robots.txt): the feed is enough."""
 
     def _follow_links(self, links: list[str], hops: int):
         if hops > self.config.max_depth:
@@ -248,14 +284,15 @@ class SiteSpider(scrapy.Spider):
         self.items.append(Failed(response.url, f"not an HTML page ({content_type or 'unknown type'})"))
         return False
 
-    def _store(self, response: scrapy.http.Response, entry: FeedEntry | None, *, required: bool) -> None:
+    def _store(self, response: scrapy.http.Response, entry: FeedEntry | None, *, required: bool,
+               kind: DocumentKind = DocumentKind.ARTICLE, min_chars: int = MIN_ARTICLE_CHARS) -> None:
         try:
-            article = extract_article(response.text, response.url)
+            article = extract_article(response.text, response.url, min_chars=min_chars)
         except ExtractionError as exc:
             self.items.append(Failed(response.url, str(exc)) if required else Skipped(response.url, str(exc)))
             return
         self.items.append(RawDocument.create(
-            twin_id=self.target.twin_id, platform=self.target.platform, kind=DocumentKind.ARTICLE,
+            twin_id=self.target.twin_id, platform=self.target.platform, kind=kind,
             link=entry.link if entry else response.url, content=article.text,
             title=article.title or (entry.title if entry else ""),
             # A feed's date carries the time of day; a page's often only the day.
@@ -263,13 +300,18 @@ class SiteSpider(scrapy.Spider):
             metadata={"fetched_from": response.url}))
 
 
-async def _crawl(target: CrawlTarget, config: CrawlConfig) -> list[Item]:
+async def _crawl(target: CrawlTarget, config: CrawlConfig, spider: type[SiteSpider], **spider_args: Any) -> list[Item]:
     from scrapy.crawler import AsyncCrawlerRunner
 
     runner = AsyncCrawlerRunner(settings=scrapy_settings(config))
-    crawler = runner.create_crawler(SiteSpider)
-    await crawler.crawl_async(target=target, config=config)
+    crawler = runner.create_crawler(spider)
+    await crawler.crawl_async(target=target, config=config, **spider_args)
     return crawler.spider.items
+
+
+def run_spider(target: CrawlTarget, config: CrawlConfig, spider: type[SiteSpider], **spider_args: Any) -> list[Item]:
+    """A whole crawl on its own asyncio loop: this runs in the crawl worker process, never on a service's loop."""
+    return asyncio.run(_crawl(target, config, spider, **spider_args))
 
 
 @dataclass(frozen=True)
@@ -277,5 +319,4 @@ class WebSite:
     config: CrawlConfig
 
     def collect(self, target: CrawlTarget) -> Iterator[Item]:
-        # Its own asyncio loop: this runs in the crawl worker process, never on a service's loop.
-        yield from asyncio.run(_crawl(target, self.config))
+        yield from run_spider(target, self.config, SiteSpider)

@@ -16,7 +16,7 @@ from devstack.demo import MILESTONES, follow_pipeline, seed_demo
 from devstack.demo_sources import demo_blog, prepare_demo
 from devstack.stack import SERVICES, Stack
 from llmtwin import vectors
-from llmtwin.embeddings import embed, embedding_model_name, load_embedding_model
+from llmtwin.embeddings import embed, embedding_dimension, embedding_model_name, load_embedding_model
 from llmtwin.infra.process import free_port
 from llmtwin.settings import Settings
 
@@ -38,7 +38,7 @@ def run() -> list[Result]:
                 reached = follow_pipeline(web, twin_id, timeout=600, milestones=INGEST_MILESTONES)
             client = vectors.open_vector_client(settings)
             model = load_embedding_model(settings)
-            collection = vectors.collection_name(embedding_model_name(settings), model.get_sentence_embedding_dimension())
+            collection = vectors.collection_name(embedding_model_name(settings), embedding_dimension(model))
             points, _ = client.scroll(collection, limit=100_000, with_payload=True)
             texts = [p.payload["text"] for p in points]
         started = time.perf_counter()

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import threading
-import time
-from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -25,6 +22,7 @@ from llmtwin.embeddings import embed, embedding_dimension, embedding_model_name
 from llmtwin.infra.process import free_port
 from llmtwin.infra.qdrant_server import qdrant_local
 from llmtwin.settings import Settings
+from llmtwin.testing.served import ServedApp
 from llmtwin.vectors import ensure_collection, open_vector_client, upsert_chunks
 from llmtwin.warehouse import Collection, open_warehouse
 
@@ -75,44 +73,6 @@ class RecordingTracer:
         self.traces.append(trace)
 
 
-class ServedInThread:
-    """An ASGI app served by uvicorn on loopback, on its own loop in a thread."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        # log_level info: the access log is on, so the key-logging test sees every line a request writes.
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info",
-                                                    lifespan="on", timeout_graceful_shutdown=2))
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.server.serve(),),
-                                       daemon=True)
-
-    def start(self) -> ServedInThread:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the app did not start")
-            time.sleep(0.02)
-        return self
-
-    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 120) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-        leftovers = asyncio.all_tasks(self.loop)
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            self.loop.run_until_complete(asyncio.wait(leftovers))
-        self.loop.close()
-
-
 @pytest.fixture(scope="session")
 def shared_settings(tmp_path_factory, tiny_base_model) -> Settings:
     """Both twins' material in one warehouse and one Qdrant (a local server); three keys, one hashed."""
@@ -158,8 +118,9 @@ def inference(shared_settings, corpus, embedding_model):
     manager = ModelManager(TransformersLoader(shared_settings, "cpu"))
     retriever = Retriever.for_model(shared_settings, open_vector_client(shared_settings), embedding_model)
     tracer = RecordingTracer()
-    served = ServedInThread(create_app(shared_settings, manager=manager, retriever=retriever, tracer=tracer,
-                                       listen_for_promotions=False)).start()
+    # log_level info: the access log is on, so the key-logging test sees every line a request writes.
+    served = ServedApp(create_app(shared_settings, manager=manager, retriever=retriever, tracer=tracer,
+                                  listen_for_promotions=False), log_level="info", graceful_seconds=2).start()
     served.call(manager.load_base())
     served.tracer, served.corpus = tracer, corpus
     yield served

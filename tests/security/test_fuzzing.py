@@ -15,9 +15,10 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
+from llmtwin.testing.served import ServedApp
 from schemathesis import GenerationMode
 
-from .conftest import ALL_TWINS_KEY, ServedInThread
+from .conftest import ALL_TWINS_KEY
 
 POSITIVE_EXAMPLES = 25
 NEGATIVE_EXAMPLES = 10
@@ -112,7 +113,7 @@ def web_api(bus_settings, inference):
     from twin_web.app import create_app
 
     settings = bus_settings.model_copy(update={"inference_api_url": inference.url, "web_status_poll_seconds": 0.1})
-    served = ServedInThread(create_app(settings)).start()
+    served = ServedApp(create_app(settings), log_level="info", graceful_seconds=2).start()
     yield served
     served.stop()
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from llmtwin import registry
@@ -25,6 +23,7 @@ from llmtwin.embeddings import embed, embedding_dimension, embedding_model_name
 from llmtwin.infra.process import free_port
 from llmtwin.infra.qdrant_server import qdrant_local
 from llmtwin.settings import Settings
+from llmtwin.testing.served import ServedApp
 from llmtwin.vectors import ensure_collection, open_vector_client, upsert_chunks
 from llmtwin.warehouse import Collection, open_warehouse
 
@@ -147,45 +146,6 @@ def corpus(settings, embedding_model) -> dict[str, list[Chunk]]:
         upsert_chunks(client, collection, twin_chunks, embed(embedding_model, [c.text for c in twin_chunks], 8))
     client.close()
     return chunks
-
-
-class ServedApp:
-    """A FastAPI app served by uvicorn on its own loop in a thread, as in production."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on"))
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.server.serve(),),
-                                       daemon=True)
-
-    def start(self) -> ServedApp:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the app did not start")
-            time.sleep(0.02)
-        return self
-
-    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 120) -> Any:
-        """Run a coroutine on the server's loop (where the app's objects live) and wait for it."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-        # Tasks a library left waiting for the server's exit (sse-starlette's watcher) end with the loop.
-        leftovers = asyncio.all_tasks(self.loop)
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            self.loop.run_until_complete(asyncio.wait(leftovers))
-        self.loop.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ the inference API over them (tiny base model, keys configured, one of them store
 by uvicorn on loopback in its own thread, so that synchronous clients (schemathesis) can call it."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -18,13 +17,12 @@ from llmtwin.domain import (
     content_hash,
     stable_id,
 )
-from llmtwin.embeddings import embed, embedding_dimension, embedding_model_name
 from llmtwin.infra.process import free_port
 from llmtwin.infra.qdrant_server import qdrant_local
 from llmtwin.settings import Settings
 from llmtwin.testing.served import ServedApp
-from llmtwin.vectors import ensure_collection, open_vector_client, upsert_chunks
-from llmtwin.warehouse import Collection, open_warehouse
+from llmtwin.testing.vectors import seed_twins
+from llmtwin.vectors import open_vector_client
 
 ALL_TWINS_KEY = "sk-all-twins-7f3a9c"
 ADA_KEY = "sk-ada-only-51b2e8"
@@ -91,20 +89,8 @@ def shared_settings(tmp_path_factory, tiny_base_model) -> Settings:
 
 @pytest.fixture(scope="session")
 def corpus(shared_settings, embedding_model) -> dict[str, list[Chunk]]:
-    async def add_twins() -> None:
-        warehouse = open_warehouse(shared_settings.warehouse)
-        for twin in TWINS:
-            await warehouse.upsert(Collection.TWINS, twin.model_dump(mode="json"))
-        await warehouse.close()
-
-    asyncio.run(add_twins())
-    client = open_vector_client(shared_settings)
-    collection = ensure_collection(client, embedding_model_name(shared_settings),
-                                   embedding_dimension(embedding_model))
     chunks = {twin.id: chunks_of(twin.id) for twin in TWINS}
-    for twin_chunks in chunks.values():  # one collection for both twins
-        upsert_chunks(client, collection, twin_chunks, embed(embedding_model, [c.text for c in twin_chunks], 8))
-    client.close()
+    seed_twins(shared_settings, embedding_model, TWINS, chunks)  # one collection for both twins
     return chunks
 
 

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from llmtwin.infra.process import free_port
+from llmtwin.testing.served import ServedApp
 from twin_dataset_builder.generators import OpenAICompatibleGenerator, offline_instruction
 from twin_dataset_builder.sections import split_sections
 
@@ -88,18 +86,10 @@ class FakeEndpoint:
 @pytest.fixture
 def endpoint():
     fake = FakeEndpoint()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the fake endpoint did not start")
-        threading.Event().wait(0.02)
-    fake.url = f"http://127.0.0.1:{port}/v1"
+    served = ServedApp(fake.app()).start()
+    fake.url = f"{served.url}/v1"
     yield fake
-    server.should_exit = True
-    thread.join(10)
+    served.stop()
 
 
 def generator(endpoint: FakeEndpoint, tmp_path, **options) -> OpenAICompatibleGenerator:

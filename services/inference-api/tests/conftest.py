@@ -3,7 +3,6 @@ a local Qdrant holding two twins' chunks embedded by the real model, a warehouse
 both twins, and the app served by a real uvicorn server on a free port."""
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +18,12 @@ from llmtwin.domain import (
     content_hash,
     stable_id,
 )
-from llmtwin.embeddings import embed, embedding_dimension, embedding_model_name
 from llmtwin.infra.process import free_port
 from llmtwin.infra.qdrant_server import qdrant_local
 from llmtwin.settings import Settings
 from llmtwin.testing.served import ServedApp
-from llmtwin.vectors import ensure_collection, open_vector_client, upsert_chunks
-from llmtwin.warehouse import Collection, open_warehouse
+from llmtwin.testing.vectors import seed_twins
+from llmtwin.vectors import open_vector_client
 
 ALL_TWINS_KEY = "all-twins-key"
 ADA_ONLY_KEY = "ada-only-key"
@@ -132,19 +130,8 @@ def _chunks_of(twin_id: str) -> list[Chunk]:
 @pytest.fixture(scope="module")
 def corpus(settings, embedding_model) -> dict[str, list[Chunk]]:
     """Both twins in the warehouse, and their chunks embedded into the local Qdrant."""
-    async def add_twins() -> None:
-        warehouse = open_warehouse(settings.warehouse)
-        for twin in TWINS:
-            await warehouse.upsert(Collection.TWINS, twin.model_dump(mode="json"))
-        await warehouse.close()
-
-    asyncio.run(add_twins())
-    client = open_vector_client(settings)
-    collection = ensure_collection(client, embedding_model_name(settings), embedding_dimension(embedding_model))
     chunks = {twin.id: _chunks_of(twin.id) for twin in TWINS}
-    for twin_chunks in chunks.values():
-        upsert_chunks(client, collection, twin_chunks, embed(embedding_model, [c.text for c in twin_chunks], 8))
-    client.close()
+    seed_twins(settings, embedding_model, TWINS, chunks)  # one collection for both twins
     return chunks
 
 

@@ -1,16 +1,14 @@
 """The LLM judge against a fake OpenAI-compatible endpoint served on loopback by the test, and the gate with it."""
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from llmtwin.infra.process import free_port
 from llmtwin.settings import Settings
+from llmtwin.testing.served import ServedApp
 from twin_trainer.evaluate import EvalMetrics, gate
 from twin_trainer.judge import StyleJudge, parse_score
 
@@ -52,18 +50,10 @@ class FakeJudgeEndpoint:
 @pytest.fixture
 def endpoint():
     fake = FakeJudgeEndpoint()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the fake judge endpoint did not start")
-        threading.Event().wait(0.02)
-    fake.url = f"http://127.0.0.1:{port}/v1"
+    served = ServedApp(fake.app()).start()
+    fake.url = f"{served.url}/v1"
     yield fake
-    server.should_exit = True
-    thread.join(10)
+    served.stop()
 
 
 def judge_answers(endpoint: FakeJudgeEndpoint, replies: dict[str, str]):

@@ -23,3 +23,29 @@ def embedding_model():
     from llmtwin.embeddings import load_embedding_model
 
     return load_embedding_model(Settings(embedding_model=""))
+
+
+def seed_twins(settings: Settings, model, twins, chunks_by_twin: dict) -> None:
+    """Store the twins in the warehouse and their chunks, embedded by `model`, in one collection."""
+    import asyncio
+
+    from llmtwin.embeddings import embed, embedding_dimension, embedding_model_name
+    from llmtwin.vectors import ensure_collection, open_vector_client, upsert_chunks
+    from llmtwin.warehouse import Collection, open_warehouse
+
+    async def add_twins() -> None:
+        warehouse = open_warehouse(settings.warehouse)
+        try:
+            for twin in twins:
+                await warehouse.upsert(Collection.TWINS, twin.model_dump(mode="json"))
+        finally:
+            await warehouse.close()
+
+    asyncio.run(add_twins())
+    client = open_vector_client(settings)
+    try:
+        collection = ensure_collection(client, embedding_model_name(settings), embedding_dimension(model))
+        for chunks in chunks_by_twin.values():
+            upsert_chunks(client, collection, chunks, embed(model, [c.text for c in chunks], 8))
+    finally:
+        client.close()

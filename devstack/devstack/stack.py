@@ -95,10 +95,22 @@ class Stack:
         self.processes.append(server.launch())
         return server
 
-    def _wait_healthy(self, timeout: float) -> None:
+    def restart(self, name: str, sig: signal.Signals = signal.SIGKILL, timeout: float = 180.0) -> None:
+        """Stop one service with `sig` (SIGKILL: a crash; SIGTERM: a shutdown), start it again and wait
+        until it is healthy. The rest of the stack runs on meanwhile."""
+        service = next(s for s in self.services if s.name == name)
+        server = next(p for p in self.processes if p.name == name)
+        assert server.proc is not None
+        server.proc.send_signal(sig)
+        server.proc.wait(timeout)
+        self.processes.remove(server)
+        self._launch(service).wait_ready(timeout)
+        self._wait_healthy(timeout, (service,))
+
+    def _wait_healthy(self, timeout: float, services: tuple[ServiceCommand, ...] | None = None) -> None:
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:
-            for service in self.services:
+            for service in services or self.services:
                 while True:
                     try:
                         if client.get(f"{self.url(service)}/healthz").status_code == 200:

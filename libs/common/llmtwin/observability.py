@@ -9,6 +9,9 @@ STAGE_BATCH_SECONDS = Histogram("twin_stage_batch_seconds", "Time to handle one 
                                 buckets=(0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 STAGE_LAG = Gauge("twin_stage_consumer_lag", "Messages in the source topic not yet handled", ["stage"])
 STAGE_EMITTED = Counter("twin_stage_emitted_total", "Messages a stage produced, by topic", ["stage", "topic"])
+STAGE_RETRIES = Counter("twin_stage_retries_total",
+                        "Batches a stage tried again, by cause: a store outage (waited out) or an error",
+                        ["stage", "cause"])
 
 
 def metrics_payload() -> tuple[bytes, str]:

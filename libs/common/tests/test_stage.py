@@ -33,17 +33,25 @@ def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tm
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_stage.py"))],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        producer = KafkaProducer(bootstrap_servers=bus_settings.kafka_bootstrap)
+        # A producer without the 1 MB limit, as a misbehaving client would be (Tansu takes it all).
+        producer = KafkaProducer(bootstrap_servers=bus_settings.kafka_bootstrap, max_request_size=4_000_000)
         docs = [RawDocStored(id=f"doc-{i}", twin_id="ada", kind="post", platform="linkedin",
                              content_hash="boom" if i == 2 else f"h{i}") for i in range(5)]
-        for doc in docs:
+        oversize = RawDocStored(id="doc-huge", twin_id="ada", kind="post", platform="linkedin",
+                                content_hash="h" * 1_500_000)
+        poison = [b"{not json", json.dumps({"schema_version": 99, "id": "x"}).encode(),
+                  json.dumps({"schema_version": RawDocStored.SCHEMA_VERSION, "id": "no-twin"}).encode(),
+                  oversize.encode()]
+        for doc in docs[:3]:
             producer.send(Topic.RAW_DOCS.value, doc.encode(), key=b"ada")
-        producer.send(Topic.RAW_DOCS.value, b"{not json", key=b"ada")
-        producer.send(Topic.RAW_DOCS.value, json.dumps({"schema_version": 99, "id": "x"}).encode(), key=b"ada")
+        for payload in poison:  # between good messages: the stream must go on after them
+            producer.send(Topic.RAW_DOCS.value, payload, key=b"ada")
+        for doc in docs[3:]:
+            producer.send(Topic.RAW_DOCS.value, doc.encode(), key=b"ada")
         producer.flush()
 
         clean = consume(bus_settings.kafka_bootstrap, Topic.CLEAN_DOCS.value, want=4)
-        dead = consume(bus_settings.kafka_bootstrap, Topic.RAW_DOCS.dead_letter, want=3)
+        dead = consume(bus_settings.kafka_bootstrap, Topic.RAW_DOCS.dead_letter, want=5)
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
@@ -52,10 +60,15 @@ def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tm
 
     assert sorted(decode(Topic.CLEAN_DOCS, c).id for c in clean) == ["doc-0", "doc-1", "doc-3", "doc-4"]
     reasons = sorted(json.loads(d)["reason"] for d in dead)
-    assert len(reasons) == 3, (tmp_path / "stage.log").read_text()[-3000:]
+    assert len(reasons) == 5, (tmp_path / "stage.log").read_text()[-3000:]
     assert any("boom is not processable" in r for r in reasons)
     assert any("not JSON" in r for r in reasons)
     assert any("unknown schema_version 99" in r for r in reasons)
+    assert any(r.startswith("invalid raw_docs message: Field required") for r in reasons)
+    assert f"oversize: {len(oversize.encode())} bytes, the limit is 1000000" in reasons
+    assert all(len(d) < 1_000_000 for d in dead)  # a dead letter keeps the start of an oversize payload only
     assert health.json()["status"] == "ok"
     assert 'twin_stage_messages_total{outcome="processed",stage="echo"} 4.0' in metrics
-    assert 'twin_stage_messages_total{outcome="dead_lettered",stage="echo"} 3.0' in metrics
+    assert 'twin_stage_messages_total{outcome="dead_lettered",stage="echo"} 5.0' in metrics
+    # The failing batch was tried again (retries=1) before its items were dead-lettered alone.
+    assert 'twin_stage_retries_total{cause="error",stage="echo"}' in metrics

@@ -4,7 +4,10 @@ The stage decodes each message of its source topic, hands batches to a processor
 sends what the processor emits, and sends what cannot be processed to the
 source's dead-letter topic with the reason; the stream goes on. Offsets are
 acknowledged only after a batch is handled (at-least-once); processors are
-idempotent because ids are deterministic. At start-up the processor's backlog
+idempotent because ids are deterministic. A store that is down (see llmtwin.outages) is
+waited for, retrying with backoff, for as long as the outage lasts: nothing is acknowledged
+or dead-lettered meanwhile. Messages over the bus's size limit are dead-lettered as
+oversize. At start-up the processor's backlog
 (what the warehouse holds that this stage never finished) is sent to the source
 topic again, because the embedded broker keeps nothing across restarts.
 """
@@ -20,11 +23,21 @@ from typing import Protocol
 
 from ..events import BadMessage, Event, Topic, decode
 from ..domain import utcnow
-from ..observability import STAGE_BATCH_SECONDS, STAGE_EMITTED, STAGE_LAG, STAGE_MESSAGES, metrics_payload
+from ..observability import (
+    STAGE_BATCH_SECONDS,
+    STAGE_EMITTED,
+    STAGE_LAG,
+    STAGE_MESSAGES,
+    STAGE_RETRIES,
+    metrics_payload,
+)
+from ..outages import is_outage
 from ..settings import Settings
 from .admin import ensure_topics
 
 log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = 10.0  # seconds between two tries of a batch, at most
 
 
 class Processor(Protocol):
@@ -123,19 +136,25 @@ class StageRunner:
         STAGE_MESSAGES.labels(self.spec.name, "dead_lettered").inc()
 
     async def _handle_with_retries(self, processor: Processor, events: list[Event]) -> list[Event]:
-        delay = 0.5
-        for attempt in range(self.spec.retries + 1):
+        """Handle a batch; wait out a store's outage however long, retry other failures `retries` times."""
+        delay, failures = 0.5, 0
+        while True:
             try:
                 return await processor.handle(events)
             except BadMessage:
                 raise
-            except Exception:  # transient (a store down) or a bug: retry, then dead-letter
-                if attempt == self.spec.retries:
-                    raise
-                log.exception("%s: batch failed (attempt %d), retrying in %.1fs", self.spec.name, attempt + 1, delay)
+            except Exception as exc:
+                outage = is_outage(exc)
+                if not outage:  # a bug, or input that breaks the processor: retry, then dead-letter
+                    failures += 1
+                    if failures > self.spec.retries:
+                        raise
+                STAGE_RETRIES.labels(self.spec.name, "outage" if outage else "error").inc()
+                log.warning("%s: batch failed (%s: %s), retrying in %.1fs", self.spec.name,
+                            "store outage" if outage else f"failure {failures}", exc, delay,
+                            exc_info=not outage)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
-        raise AssertionError("unreachable")
+                delay = min(delay * 2, MAX_RETRY_DELAY)
 
     async def _handle_one_by_one(self, processor: Processor, decoded: list[tuple[bytes, Event]]) -> list[Event]:
         """A batch failed: handle its items alone, so only the culprit goes to the dead-letter topic."""
@@ -152,6 +171,10 @@ class StageRunner:
         processor = await self._processor()
         decoded: list[tuple[bytes, Event]] = []
         for payload in payloads:
+            if len(payload) > self.settings.kafka_max_message_bytes:  # real Kafka would have refused it
+                await self._dead_letter(payload, f"oversize: {len(payload)} bytes, the limit is "
+                                                 f"{self.settings.kafka_max_message_bytes}")
+                continue
             try:
                 decoded.append((payload, decode(self.spec.source, payload)))
             except BadMessage as exc:

@@ -76,6 +76,22 @@ async def test_a_recrawl_stores_nothing_new_and_a_changed_page_is_an_update(proc
     assert (await processor.jobs.get(again.id)).updated_at == job.updated_at
 
 
+async def test_a_crawl_cut_short_announces_what_it_had_stored_unannounced_when_redelivered(processor, serve,
+                                                                                          blog_copy):
+    url = serve(blog_copy).url("/index.html")
+    cut_short = request(url)
+    announced = await processor.handle([cut_short])
+    # As if the crawler died after storing the documents, before the stage sent their events.
+    job = await processor.jobs.get(cut_short.id)
+    await processor.jobs.add(job.model_copy(update={"state": JobState.RUNNING}))
+
+    redelivered = CrawlRequested.model_validate_json(cut_short.encode())
+    again = await processor.handle([redelivered])
+    assert sorted(e.id for e in again) == sorted(e.id for e in announced) and len(again) == 5
+    job = await processor.jobs.get(cut_short.id)
+    assert (job.state, job.found, job.stored, job.skipped) == (JobState.SUCCEEDED, 5, 0, 5)
+
+
 async def test_a_refused_crawl_fails_its_job_with_the_reason(processor):
     refused = request("https://www.linkedin.com/in/ada", Platform.LINKEDIN)
     assert await processor.handle([refused]) == []

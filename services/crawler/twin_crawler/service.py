@@ -64,6 +64,10 @@ class CrawlerProcessor:
         job = await self.jobs.get(request.id) or job_for(request)
         if job.state in (JobState.SUCCEEDED, JobState.FAILED):
             return []  # a redelivered request: its crawl already ran
+        # A redelivered request whose crawl was cut short (the crawler died) may have stored documents
+        # it never announced: this run announces the unchanged ones too.
+        resumed = job.state is JobState.RUNNING
+        job.found = job.stored = job.skipped = job.failed = 0
         await self._save(job, state=JobState.RUNNING)
         try:
             items = await self.worker.run(CrawlTarget(request.twin_id, request.platform, request.url))
@@ -72,7 +76,7 @@ class CrawlerProcessor:
             reason = str(exc) if isinstance(exc, CrawlRefused) else f"crawl failed: {type(exc).__name__}: {exc}"
             await self._save(job, state=JobState.FAILED, errors=[reason])
             return []
-        events = await self._store(job, items, on_progress)
+        events = await self._store(job, items, on_progress, announce_unchanged=resumed)
         if not items:
             await self._save(job, state=JobState.FAILED, errors=[f"nothing to crawl found at {request.url}"])
         else:
@@ -80,7 +84,8 @@ class CrawlerProcessor:
             await self._save(job, state=JobState.FAILED if nothing_read else JobState.SUCCEEDED)
         return events
 
-    async def _store(self, job: CrawlJob, items: list[Item], on_progress: ProgressCallback | None) -> list[RawDocStored]:
+    async def _store(self, job: CrawlJob, items: list[Item], on_progress: ProgressCallback | None, *,
+                     announce_unchanged: bool = False) -> list[RawDocStored]:
         events: list[RawDocStored] = []
         platform = job.platform.value
         for item in items:
@@ -97,6 +102,8 @@ class CrawlerProcessor:
                 PAGES_FETCHED.labels(platform).inc()
                 if await self.store_document(item) is UpsertResult.UNCHANGED:
                     job.skipped += 1
+                    if announce_unchanged:
+                        events.append(stored_event(item))
                 else:
                     job.stored += 1
                     DOCS_STORED.labels(platform).inc()

@@ -162,7 +162,11 @@ INFERENCE = Dashboard(
               (Query(ratio(rate("twin_inference_requests_total", "endpoint", 'outcome="error"'),
                            rate("twin_inference_requests_total", "endpoint")), "{{endpoint}}"),),
               unit="percentunit"),
-        Panel("Retrieval p95", (Query(quantile(0.95, "twin_inference_retrieval_seconds"), "retrieval"),), unit="s"),
+        Panel("Retrieval and reranking p95",
+              (Query(quantile(0.95, "twin_inference_retrieval_seconds"), "retrieval"),
+               Query(quantile(0.95, "twin_inference_rerank_seconds"), "reranking")), unit="s",
+              description="Retrieval: embedding the request's forms and searching; reranking only where a "
+                          "reranker is configured."),
     ),
 )
 

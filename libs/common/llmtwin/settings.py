@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     # Generation
     max_new_tokens: int = 128
     retrieval_top_k: int = 4
+    # Search with the request's topic and subjects too, not only its words (twin_inference.query_expansion).
+    retrieval_query_expansion: bool = True
+    # A sentence-transformers CrossEncoder in a local folder reorders the retrieved candidates;
+    # empty: no reranking (the vector search's cosine decides).
+    reranker_model: str = ""
     # An OpenAI-compatible server (vLLM, TGI...) to generate with, e.g. http://gpu:8000/v1;
     # empty: the inference-api generates in-process with transformers.
     generation_server_url: str = ""

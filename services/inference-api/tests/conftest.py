@@ -116,9 +116,9 @@ def settings(module_dir, registry_uri, tiny_base_model, module_qdrant_url) -> Se
     return settings
 
 
-def _chunks_of(twin_id: str) -> list[Chunk]:
+def chunks_of(twin_id: str, documents: list[tuple[DocumentKind, str, list[str]]]) -> list[Chunk]:
     chunks = []
-    for kind, title, texts in CORPUS[twin_id]:
+    for kind, title, texts in documents:
         link = f"https://example.com/{twin_id}/{stable_id(title)[:8]}"
         doc = CleanDocument(id=stable_id(twin_id, link), twin_id=twin_id, platform=Platform.BLOG, kind=kind,
                             link=link, title=title, content="\n".join(texts),
@@ -130,9 +130,20 @@ def _chunks_of(twin_id: str) -> list[Chunk]:
 @pytest.fixture(scope="module")
 def corpus(settings, embedding_model) -> dict[str, list[Chunk]]:
     """Both twins in the warehouse, and their chunks embedded into the local Qdrant."""
-    chunks = {twin.id: _chunks_of(twin.id) for twin in TWINS}
+    chunks = {twin.id: chunks_of(twin.id, CORPUS[twin.id]) for twin in TWINS}
     seed_twins(settings, embedding_model, TWINS, chunks)  # one collection for both twins
     return chunks
+
+
+@pytest.fixture(scope="module")
+def add_twin(settings, embedding_model) -> Callable[..., list[Chunk]]:
+    """add_twin(twin, documents): one more twin and its chunks in the module's warehouse and Qdrant."""
+    def add(twin: Twin, documents: list[tuple[DocumentKind, str, list[str]]]) -> list[Chunk]:
+        chunks = chunks_of(twin.id, documents)
+        seed_twins(settings, embedding_model, [twin], {twin.id: chunks})
+        return chunks
+
+    return add
 
 
 @pytest.fixture

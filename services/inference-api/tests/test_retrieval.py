@@ -1,9 +1,14 @@
-"""Retrieval: filtered to the twin, diverse (MMR), without repeated passages."""
+"""Retrieval: filtered to the twin, expanded queries, reranked where configured, diverse (MMR), no repeats."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
-from llmtwin.domain import Chunk, DocumentKind, Platform
+import pytest
+from llmtwin.domain import Chunk, DocumentKind, Platform, Twin
 from llmtwin.vectors import open_vector_client
+from twin_inference.query_expansion import expand_query
+from twin_inference.reranking import CrossEncoderReranker
 from twin_inference.retrieval import Candidate, Passage, Retriever, select_diverse
 
 
@@ -55,3 +60,91 @@ async def test_a_model_with_no_collection_yet_finds_nothing(settings, corpus, em
 
     assert await retriever.retrieve("ada", "Kafka", top_k=3) == []
     retriever.client.close()
+
+
+def test_expansion_adds_the_topic_and_each_subject_without_the_task_wording():
+    assert expand_query("Write a LinkedIn post about data contracts and schema evolution") == [
+        "Write a LinkedIn post about data contracts and schema evolution",
+        "data contracts and schema evolution", "data contracts", "schema evolution"]
+    assert expand_query("Could you write an article on why idempotent consumers matter?") == [
+        "Could you write an article on why idempotent consumers matter?", "why idempotent consumers matter"]
+    assert expand_query("Explain backpressure") == ["Explain backpressure", "backpressure"]
+    # Nothing to take off: the request is searched as it is, once.
+    assert expand_query("feature stores") == ["feature stores"]
+    assert expand_query("How should I test a data pipeline?") == ["How should I test a data pipeline?"]
+
+
+KIM = Twin(id="kim", name="Kim Park")
+KIM_WRITING = [
+    (DocumentKind.POST, "On posting", [
+        "Every LinkedIn post I write starts with a hook and ends with a question.",
+        "Posting on LinkedIn each week grew my audience more than any long article did.",
+    ]),
+    (DocumentKind.ARTICLE, "Data contracts", [
+        "A data contract is a promise between the team that produces a table and the teams that read it.",
+        "Schema evolution: add optional fields, never rename a column in place.",
+        "Tomatoes need more water in July than in May.",
+    ]),
+]
+
+
+@pytest.fixture(scope="module")
+def kim_chunks(add_twin) -> dict[str, str]:
+    """Chunk ids of kim's writing, by text."""
+    return {chunk.text: chunk.id for chunk in add_twin(KIM, KIM_WRITING)}
+
+
+async def test_expansion_finds_every_subject_the_task_wording_would_crowd_out(settings, kim_chunks,
+                                                                             embedding_model):
+    chunks = kim_chunks
+    request = "Write a LinkedIn post about data contracts and schema evolution"
+    client = open_vector_client(settings)
+
+    as_typed = await Retriever.for_model(settings.model_copy(update={"retrieval_query_expansion": False}), client,
+                                         embedding_model).retrieve("kim", request, top_k=2)
+    expanded = await Retriever.for_model(settings, client, embedding_model).retrieve("kim", request, top_k=2)
+    client.close()
+
+    contract, schema = (chunks[text] for text in KIM_WRITING[1][2][:2])
+    hook = chunks[KIM_WRITING[0][2][0]]
+    # As typed, "write a LinkedIn post" finds a passage about writing LinkedIn posts.
+    assert [p.chunk.id for p in as_typed] == [contract, hook]
+    assert [p.chunk.id for p in expanded] == [contract, schema]
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory, corpus) -> Path:
+    """A one-layer BERT cross-encoder with random weights and a word-level vocabulary, saved as
+    sentence-transformers loads one (no cross-encoder ships in a package)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("cross-encoder")
+    words = sorted({word.strip(".,!?:()").lower() for chunk in corpus["ada"] for word in chunk.text.split()})
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=1)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+async def test_a_configured_reranker_reorders_the_candidates_by_its_scores(settings, corpus, embedding_model,
+                                                                          tiny_cross_encoder):
+    reranker = CrossEncoderReranker.load(tiny_cross_encoder)
+    client = open_vector_client(settings)
+    request = "Kafka consumers and idempotent events"
+
+    by_cosine = await Retriever.for_model(settings, client, embedding_model).retrieve("ada", request, top_k=4)
+    reranked = await Retriever.for_model(settings, client, embedding_model,
+                                         reranker=reranker).retrieve("ada", request, top_k=4)
+    client.close()
+
+    # The same distinct passages, each now scored by the cross-encoder reading it beside the request.
+    assert {p.chunk.id for p in reranked} == {p.chunk.id for p in by_cosine}
+    scores = reranker.model.predict([(request, p.chunk.text) for p in reranked])
+    assert [p.score for p in reranked] == pytest.approx(list(scores))
+    assert reranked[0].score == pytest.approx(max(scores))
+    assert reranked[0].chunk.id != by_cosine[0].chunk.id

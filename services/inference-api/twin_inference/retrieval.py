@@ -1,8 +1,11 @@
 """Retrieval: the twin's own passages nearest to a request, diverse and without repeats.
 
-The query is embedded with the collection's own model (the collection is named after
-it), the search is always filtered to one twin, then maximal marginal relevance picks
-passages that are relevant but unlike each other, and near-identical text is dropped.
+The query is expanded into the forms that say what it is about (`query_expansion`), each
+form is embedded with the collection's own model (the collection is named after it) and
+searched, always filtered to one twin; the candidates of all forms are merged (a passage
+is as relevant as its closest form), reordered by a reranker where one is configured, then
+maximal marginal relevance picks passages that are relevant but unlike each other, and
+near-identical text is dropped.
 """
 from __future__ import annotations
 
@@ -22,11 +25,13 @@ from llmtwin.embeddings import (
     load_embedding_model,
 )
 from llmtwin.settings import Settings
-from llmtwin.vectors import collection_name, open_vector_client, search
+from llmtwin.vectors import ScoredChunk, collection_name, open_vector_client, search
 from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from .metrics import RETRIEVAL_SECONDS
+from .metrics import RERANK_SECONDS, RETRIEVAL_SECONDS
+from .query_expansion import expand_query
+from .reranking import CrossEncoderReranker, Reranker
 
 CANDIDATES_PER_RESULT = 3  # candidates fetched for each passage returned, for MMR to choose from
 MMR_LAMBDA = 0.7  # 1: relevance only, 0: diversity only
@@ -48,47 +53,74 @@ class Candidate:
 
 
 class Retriever:
-    def __init__(self, client: QdrantClient, embedding_model: Any, collection: str, batch_size: int = 16) -> None:
+    def __init__(self, client: QdrantClient, embedding_model: Any, collection: str, batch_size: int = 16, *,
+                 expand_queries: bool = True, reranker: Reranker | None = None) -> None:
         self.client, self.embedding_model = client, embedding_model
         self.collection, self.batch_size = collection, batch_size
+        self.expand_queries, self.reranker = expand_queries, reranker
 
     @classmethod
-    def for_model(cls, settings: Settings, client: QdrantClient, embedding_model: Any) -> Retriever:
+    def for_model(cls, settings: Settings, client: QdrantClient, embedding_model: Any, *,
+                  reranker: Reranker | None = None) -> Retriever:
         """Search the collection that `embedding_model` filled (named after the model and its dimension)."""
         collection = collection_name(embedding_model_name(settings), embedding_dimension(embedding_model))
-        return cls(client, embedding_model, collection, settings.embedding_batch_size)
+        return cls(client, embedding_model, collection, settings.embedding_batch_size,
+                   expand_queries=settings.retrieval_query_expansion, reranker=reranker)
 
     @classmethod
     async def open(cls, settings: Settings) -> Retriever:
         model = await asyncio.to_thread(load_embedding_model, settings)
-        return cls.for_model(settings, open_vector_client(settings), model)
+        reranker = (await asyncio.to_thread(CrossEncoderReranker.load, settings.reranker_model)
+                    if settings.reranker_model else None)
+        return cls.for_model(settings, open_vector_client(settings), model, reranker=reranker)
 
     async def retrieve(self, twin_id: str, query: str, top_k: int,
                        kinds: Sequence[DocumentKind] | None = None) -> list[Passage]:
         """Up to `top_k` of the twin's passages, most relevant first; none of another twin's."""
         started = time.perf_counter()
-        [query_vector] = await asyncio.to_thread(embed, self.embedding_model, [query], self.batch_size)
-        candidates = await asyncio.to_thread(self._candidates, twin_id, query_vector,
-                                             top_k * CANDIDATES_PER_RESULT, kinds)
+        forms = expand_query(query) if self.expand_queries else [query]
+        query_vectors = await asyncio.to_thread(embed, self.embedding_model, forms, self.batch_size)
+        limit = top_k * CANDIDATES_PER_RESULT
+        found = await asyncio.gather(*(asyncio.to_thread(self._search, twin_id, vector, limit, kinds)
+                                       for vector in query_vectors))
+        candidates = await asyncio.to_thread(self._merged, found, query_vectors, limit)
         RETRIEVAL_SECONDS.observe(time.perf_counter() - started)
+        if self.reranker is not None and candidates:
+            started = time.perf_counter()
+            candidates = await asyncio.to_thread(self._reranked, query, candidates)
+            RERANK_SECONDS.observe(time.perf_counter() - started)
         return select_diverse(candidates, top_k)
 
-    def _candidates(self, twin_id: str, query_vector: list[float], limit: int,
-                    kinds: Sequence[DocumentKind] | None) -> list[Candidate]:
+    def _search(self, twin_id: str, query_vector: list[float], limit: int,
+                kinds: Sequence[DocumentKind] | None) -> list[ScoredChunk]:
         try:
-            found = search(self.client, self.collection, query_vector, twin_id=twin_id, top_k=limit, kinds=kinds)
+            return search(self.client, self.collection, query_vector, twin_id=twin_id, top_k=limit, kinds=kinds)
         except UnexpectedResponse as exc:
             if exc.status_code == 404:  # nothing embedded with this model yet
                 return []
             raise
-        if not found:
+
+    def _merged(self, found: Sequence[Sequence[ScoredChunk]], query_vectors: Sequence[list[float]],
+                limit: int) -> list[Candidate]:
+        """The union of every form's hits; each scored by its cosine to the closest form; the best `limit`."""
+        chunks = {hit.chunk.id: hit.chunk for hits in found for hit in hits}
+        if not chunks:
             return []
-        # The search returns payloads; MMR also needs the vectors, fetched by id (no second filter).
-        records = self.client.retrieve(self.collection, [hit.chunk.id for hit in found],
-                                       with_payload=False, with_vectors=True)
-        vectors = {str(record.id): np.asarray(record.vector, dtype=np.float32) for record in records}
-        return [Candidate(Passage(hit.chunk, hit.score), _unit(vectors[hit.chunk.id]))
-                for hit in found if hit.chunk.id in vectors]
+        # MMR also needs the vectors, fetched by id (no second filter).
+        records = self.client.retrieve(self.collection, list(chunks), with_payload=False, with_vectors=True)
+        vectors = {str(record.id): _unit(np.asarray(record.vector, dtype=np.float32)) for record in records}
+        forms = np.asarray(query_vectors, dtype=np.float32)
+        candidates = [Candidate(Passage(chunks[chunk_id], float((forms @ vector).max())), vector)
+                      for chunk_id, vector in vectors.items() if chunk_id in chunks]
+        candidates.sort(key=lambda candidate: candidate.passage.score, reverse=True)
+        return candidates[:limit]
+
+    def _reranked(self, query: str, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The candidates scored by the reranker (it reads the request as the user typed it), best first."""
+        scores = self.reranker.scores(query, [candidate.passage.chunk.text for candidate in candidates])
+        rescored = [Candidate(Passage(candidate.passage.chunk, score), candidate.vector)
+                    for candidate, score in zip(candidates, scores, strict=True)]
+        return sorted(rescored, key=lambda candidate: candidate.passage.score, reverse=True)
 
 
 def select_diverse(candidates: Sequence[Candidate], top_k: int, *, mmr_lambda: float = MMR_LAMBDA,

@@ -54,6 +54,16 @@ async def test_clean_docs_become_stored_samples_and_events(builder, warehouse, p
     assert len(await samples_of(warehouse, twin_id="ada")) == 7
 
 
+async def test_a_run_cut_short_before_its_record_announces_its_samples_when_done_again(builder, warehouse,
+                                                                                     article_doc):
+    await put(warehouse, article_doc)
+    first = await builder.handle([stored(article_doc)])
+    # As if the stage died after storing the samples, before their events went out and the record was written.
+    await warehouse.delete(Collection.SAMPLE_RECORDS, article_doc.id)
+    again = await builder.handle([stored(article_doc)])
+    assert sorted(e.id for e in again) == sorted(e.id for e in first) and len(again) == 3
+
+
 async def test_a_changed_document_replaces_its_stale_samples(builder, warehouse, article_doc):
     await put(warehouse, article_doc)
     first = await builder.handle([stored(article_doc)])

@@ -102,10 +102,13 @@ class DatasetBuilder:
     async def _store_document(self, doc: CleanDocument, report: QualityReport, pairs: list[PreferencePair],
                               old: dict | None) -> list[Event]:
         emitted: list[Event] = []
+        # The record lists what an earlier finished run announced. An unchanged sample missing from it was
+        # stored by a run cut short before its record (and maybe before its event): announce it again.
+        recorded = set(old["sample_ids"]) if old else set()
         for sample in report.kept:
             outcome = await self.samples.add(sample)
             SAMPLES.labels(outcome.value).inc()
-            if outcome != UpsertResult.UNCHANGED:
+            if outcome != UpsertResult.UNCHANGED or sample.id not in recorded:
                 emitted.append(SampleStored(id=sample.id, twin_id=sample.twin_id, document_id=doc.id,
                                             split=sample.split))
         kept_ids = {s.id for s in report.kept}

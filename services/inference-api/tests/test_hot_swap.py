@@ -1,8 +1,13 @@
-"""Hot-loading: a new champion is swapped in while requests run; none fails, each finishes on its model."""
+"""Hot-loading: a new champion is swapped in while requests run; none fails, each finishes on its model,
+and the old model is released once its last request has ended."""
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import httpx
 from llmtwin import registry
@@ -18,6 +23,7 @@ from twin_inference.models import ModelManager, TransformersLoader
 from twin_inference.retrieval import Retriever
 
 SPEC = PromptSpec("hello", "Ada")
+CONCURRENT_STREAMS = 8  # in flight at once on each side of a promotion
 
 
 class GatedBackend:
@@ -183,3 +189,95 @@ def test_an_unreachable_broker_does_not_stop_the_api_from_serving(settings, corp
                         timeout=60)
     assert answer.status_code == 200 and answer.json()["model_version"] == "base"
     served.call(served.manager.close())
+
+
+@dataclass
+class StreamedChat:
+    """What one client saw of a streamed chat completion."""
+
+    status: int = 0
+    versions: list[str] = field(default_factory=list)  # model_version of every chunk
+    text: str = ""
+    finish_reason: str | None = None
+    errors: list[dict] = field(default_factory=list)
+    done: bool = False  # the stream ended with `data: [DONE]`
+
+
+def stream_chat(url: str, started: threading.Event) -> StreamedChat:
+    """One streamed request; `started` is set at its first chunk, when it already holds its model."""
+    seen = StreamedChat()
+    with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=120,
+                      headers={"Authorization": "Bearer all-twins-key"},
+                      json={"model": "ada", "messages": [{"role": "user", "content": "A post about Kafka"}],
+                            "stream": True, "max_tokens": 24, "temperature": 0}) as response:
+        seen.status = response.status_code
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            started.set()
+            data = line.removeprefix("data:").strip()
+            if data == "[DONE]":
+                seen.done = True
+                continue
+            chunk = json.loads(data)
+            if "error" in chunk:
+                seen.errors.append(chunk["error"])
+                continue
+            seen.versions.append(chunk["model_version"])
+            for choice in chunk["choices"]:
+                seen.text += choice["delta"].get("content") or ""
+                seen.finish_reason = choice["finish_reason"] or seen.finish_reason
+    started.set()
+    return seen
+
+
+def test_a_promotion_under_concurrent_streams_fails_none_and_releases_the_old_model_after_them(
+        settings, corpus, serve, embedding_model, broker_bootstrap, ada_champion_v1):
+    bus = settings.model_copy(update={"kafka_bootstrap": broker_bootstrap})
+    ensure_topics(bus)
+    served = _served_app(bus, serve, embedding_model)
+    manager = served.manager
+    assert served.call(manager.load_champion("ada")) == "1"
+    old = served.call(_serving(manager, "ada"))
+    # The old model's one generation thread is held busy, so that the streams started on it are
+    # certainly still running when the promotion lands (whatever the machine's speed).
+    gate = threading.Event()
+    old.backend._executor.submit(gate.wait)
+    clients = ThreadPoolExecutor(max_workers=2 * CONCURRENT_STREAMS)
+
+    started_before = [threading.Event() for _ in range(CONCURRENT_STREAMS)]
+    before = [clients.submit(stream_chat, served.url, started) for started in started_before]
+    for started in started_before:
+        assert started.wait(120), "a stream did not start"
+    assert old.leases == CONCURRENT_STREAMS
+
+    registry.set_champion("ada", "2")
+    producer = SyncEventProducer(bus)
+    producer.send(ModelEvent(id=stable_id("ada", "2", "promoted"), twin_id="ada", version="2",
+                             model_name=registered_model_name("ada"), action="promoted"))
+    producer.close()
+    _wait_until(lambda: manager.version_of("ada") == "2", "version 2 served")
+    assert old.retired and not old.released, "the old model went away under its running streams"
+
+    after = [clients.submit(stream_chat, served.url, threading.Event()) for _ in range(CONCURRENT_STREAMS)]
+    answered_after = [request.result(120) for request in after]
+    assert not any(request.done() for request in before), "the held streams should still be running"
+    gate.set()
+    answered_before = [request.result(120) for request in before]
+    clients.shutdown()
+
+    for answer, version in [(a, "1") for a in answered_before] + [(a, "2") for a in answered_after]:
+        assert answer.status == 200 and answer.done and not answer.errors
+        assert set(answer.versions) == {version}, "a stream changed model, or was answered by the wrong one"
+        assert answer.finish_reason in ("stop", "length") and answer.text
+    _wait_until(lambda: old.released, "the old model released once its streams ended")
+    assert old.leases == 0
+    new = served.call(_serving(manager, "ada"))
+    assert new.version == "2" and not new.released
+    served.call(manager.close())
+
+
+async def _serving(manager: ModelManager, twin_id: str):
+    """The model that answers for `twin_id` now (leased for no longer than this look)."""
+    async with manager.lease(twin_id) as served:
+        return served

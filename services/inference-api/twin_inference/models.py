@@ -40,7 +40,14 @@ class ServedModel:
     version: str  # the registry version, or BASE_VERSION
     backend: GenerationBackend
     leases: int = 0
-    retired: bool = False
+    retired: bool = False  # replaced (or the manager closed): no new request leases it
+    released: bool = False  # its backend is closed
+
+    async def release(self) -> None:
+        """Close the backend, once (when a retired model's last lease ends)."""
+        if not self.released:
+            self.released = True
+            await self.backend.aclose()
 
 
 class ModelLoader(Protocol):
@@ -130,7 +137,7 @@ class ModelManager:
         finally:
             served.leases -= 1
             if served.retired and served.leases == 0:
-                await served.backend.aclose()
+                await served.release()
 
     async def load_base(self) -> None:
         backend = await self._load(self.loader.load_base)
@@ -182,7 +189,7 @@ class ModelManager:
             if served is not None:
                 served.retired = True
                 if served.leases == 0:
-                    await served.backend.aclose()
+                    await served.release()
 
     async def _load(self, fn: Callable[..., GenerationBackend], *args: str) -> GenerationBackend:
         try:
@@ -202,4 +209,4 @@ class ModelManager:
         if old is not None:
             old.retired = True
             if old.leases == 0:
-                self.in_background(old.backend.aclose, f"closing {old.version}")
+                self.in_background(old.release, f"closing {old.version}")

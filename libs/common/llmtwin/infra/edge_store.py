@@ -12,6 +12,9 @@ engine's types, so the server in front of it stays a thin HTTP layer.
     <path>/collections/<name>/config.json   the collection's vector parameters and metadata
     <path>/collections/<name>/shard/        the engine's segments and write-ahead log
 
+Collections that qdrant-client's local mode left in the folder (`meta.json`, `collection/`)
+are copied in when the store opens, then moved aside to `<path>/local-mode-imported/`.
+
 Searches are exact: no HNSW graph is built, because building one (`EdgeShard.optimize`)
 blocks every other call on the shard for about 20 s at 20k points of 384 dimensions, and an
 exact search filtered through a payload index takes a few milliseconds at that size. A
@@ -98,6 +101,7 @@ class EdgeStore:
         for folder in sorted((self.path / "collections").iterdir()):
             if (folder / "config.json").is_file():
                 self._collections[folder.name] = Collection.load(folder)
+        self._import_local_mode()
         return self
 
     def flush(self) -> None:
@@ -113,6 +117,34 @@ class EdgeStore:
         self._collections.clear()
         if self._lock_file is not None:
             self._lock_file.close()  # releases the lock
+
+    def _import_local_mode(self) -> None:
+        """Copy in the collections of qdrant-client's local mode, this store's engine before qdrant-edge."""
+        if not (self.path / "meta.json").is_file():
+            return
+        from qdrant_client import QdrantClient
+
+        old = QdrantClient(path=str(self.path))
+        try:
+            for name in (c.name for c in old.get_collections().collections):
+                config = old.get_collection(name).config
+                self.delete(name)  # what an import that stopped half-way left
+                self.create(name, models.CreateCollection(vectors=config.params.vectors, metadata=config.metadata))
+                offset = None
+                while True:
+                    records, offset = old.scroll(name, limit=1000, offset=offset, with_payload=True, with_vectors=True)
+                    self.upsert(name, models.PointsList(points=[
+                        models.PointStruct(id=r.id, vector=r.vector, payload=r.payload) for r in records]))
+                    if offset is None:
+                        break
+        finally:
+            old.close()
+        self.flush()
+        imported = self.path / "local-mode-imported"
+        imported.mkdir(exist_ok=True)
+        for leftover in ("meta.json", "collection"):  # meta.json first: it marks an import still to do
+            if (self.path / leftover).exists():
+                (self.path / leftover).rename(imported / leftover)
 
     # --- collections -------------------------------------------------------------------------
 

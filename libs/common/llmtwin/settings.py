@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # Links a user hands to the inference-api: private, loopback and metadata addresses are
     # refused unless this is set (the embedded demo may serve its sample pages on loopback).
     allow_private_links: bool = False
+    # The share of answered requests the inference-api keeps as an evaluation set (an MLflow
+    # evaluation dataset per twin, beside the traces); 0: none, 1: all.
+    eval_set_sample_rate: float = Field(0.1, ge=0, le=1)
 
     # Service ports (all on 127.0.0.1 in the embedded stack)
     host: str = "127.0.0.1"

@@ -167,6 +167,8 @@ class Answerer:
                    "finish_reason": report.finish_reason, "citations": answer.citations()}
         trace_log.info(json.dumps(summary))
         trace = {**summary, "instruction": answer.spec.instruction, "text": "".join(answer.pieces),
+                 "format": answer.spec.kind,
+                 "retrieved_chunk_ids": [passage.chunk.id for passage in answer.sources.passages],
                  "started_ns": answer.request.received_ns,
                  "ended_ns": answer.request.received_ns + int(seconds * 1e9)}
         # Written off the loop; the tracer never raises.

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # The share of answered requests the inference-api keeps as an evaluation set (an MLflow
     # evaluation dataset per twin, beside the traces); 0: none, 1: all.
     eval_set_sample_rate: float = Field(0.1, ge=0, le=1)
+    # Prompt chaining: answers in these formats are outlined first, then drafted to follow the
+    # outline (a request's own `outline` flag overrides); the outline's length in new tokens.
+    outline_formats: list[Literal["post", "article", "code"]] = Field(default_factory=lambda: ["article"])
+    outline_max_new_tokens: int = Field(64, ge=1)
 
     # Service ports (all on 127.0.0.1 in the embedded stack)
     host: str = "127.0.0.1"

@@ -109,3 +109,22 @@ async def test_pages_over_the_size_cap_are_refused(web_page):
     with pytest.raises(LinkError, match="larger than 100000 bytes"):
         await fetcher.fetch(f"{web_page}/huge")
     await fetcher.aclose()
+
+
+def test_an_article_is_outlined_first_then_drafted_and_still_ends_with_citations(api, corpus):
+    body = {"twin_id": "ada", "prompt": "An article about feature stores", "format": "article",
+            "max_new_tokens": 4, "temperature": 0}
+    chained = sse_events(generate(api, body))
+    plain = sse_events(generate(api, {**body, "outline": False}))
+
+    names = [name for name, _ in chained]
+    first_token = names.index("token")
+    assert first_token > 0 and set(names[:first_token]) == {"outline"}
+    assert set(names[first_token:-2]) == {"token"} and names[-2:] == ["citations", "done"]
+    assert "".join(data["text"] for name, data in chained if name == "outline")
+    assert chained[-2][1]["documents"]
+    assert "outline" not in {name for name, _ in plain}
+    # Both steps are counted, and each step's prompt is at least the unchained one (the draft's holds the outline).
+    chained_usage, plain_usage = chained[-1][1]["usage"], plain[-1][1]["usage"]
+    assert chained_usage["completion_tokens"] > plain_usage["completion_tokens"] == 4
+    assert chained_usage["prompt_tokens"] > 2 * plain_usage["prompt_tokens"]

@@ -37,8 +37,8 @@ def answer_trace(request_id: str, outcome: str = "ok") -> dict:
     now = time.time_ns()
     return {"request_id": request_id, "endpoint": "generate", "outcome": outcome, "twin_id": "ada",
             "model_version": "3", "seconds": 0.5, "time_to_first_token": 0.1, "prompt_tokens": 40,
-            "completion_tokens": 12, "finish_reason": "stop", "instruction": f"A post ({request_id})",
-            "format": "post", "text": "Idempotent consumers make replays harmless.",
+            "completion_tokens": 12, "finish_reason": "stop", "instruction": f"An article ({request_id})",
+            "format": "article", "outline": "1. Replays\n2. Ids", "text": "Idempotent consumers make replays harmless.",
             "retrieved_chunk_ids": ["c1", "c2", "c3"],
             "citations": {"documents": [{"chunk_id": "c1"}, {"chunk_id": "c2"}], "links": []},
             "started_ns": now - 500_000_000, "ended_ns": now}
@@ -55,8 +55,8 @@ def test_kept_answers_land_in_the_twins_evaluation_dataset_with_their_trace(tmp_
     tracer.record(answer_trace(also_kept, outcome="error"))  # nothing worth evaluating against
 
     [record] = eval_records(store, "ada")
-    assert record["inputs"] == {"twin_id": "ada", "instruction": f"A post ({kept})", "format": "post"}
-    assert record["outputs"] == {"text": "Idempotent consumers make replays harmless.",
+    assert record["inputs"] == {"twin_id": "ada", "instruction": f"An article ({kept})", "format": "article"}
+    assert record["outputs"] == {"text": "Idempotent consumers make replays harmless.", "outline": "1. Replays\n2. Ids",
                                  "retrieved_chunk_ids": ["c1", "c2", "c3"], "cited_chunk_ids": ["c1", "c2"]}
     assert record["tags"]["model_version"] == "3" and record["tags"]["request_id"] == kept
     assert record["source_type"] == "TRACE" and record["source_id"].startswith("tr-")

@@ -18,6 +18,7 @@ from llmtwin.warehouse import Collection, Warehouse
 from llmtwin.warehouse.repository import Repository
 
 from .auth import KeyScope
+from .chaining import draft_spec, outline_spec
 from .backends import (
     GenerationBackend,
     GenerationReport,
@@ -85,27 +86,51 @@ class RequestInfo:
 
 @dataclass
 class Answer:
-    """One generation in progress: iterate `text()`; then `report` and `citations()` are complete."""
+    """One generation in progress: iterate `outline_text()` (when chained) then `text()`; then
+    `report`, `usage` and `citations()` are complete."""
 
     endpoint: str
     request: RequestInfo
     twin: Twin
     sources: Sources
-    spec: PromptSpec
+    spec: PromptSpec  # what was asked
     settings: GenerationSettings
     backend: GenerationBackend
     version: str  # of the model that answers
-    report: GenerationReport = field(default_factory=GenerationReport)
+    outline_settings: GenerationSettings | None = None  # set: an outline is written first, the draft follows it
+    report: GenerationReport = field(default_factory=GenerationReport)  # of the draft
+    outline_report: GenerationReport = field(default_factory=GenerationReport)
+    outline: str | None = None  # once written
     first_token_at: float | None = None
     pieces: list[str] = field(default_factory=list)
 
+    async def outline_text(self) -> AsyncIterator[str]:
+        """The outline, streamed as it is written, when this answer is chained; nothing otherwise."""
+        if self.outline_settings is None or self.outline is not None:
+            return
+        pieces = []
+        async for piece in self.backend.stream(outline_spec(self.spec), self.outline_settings, self.outline_report):
+            pieces.append(piece)
+            yield piece
+        self.outline = "".join(pieces)
+
     async def text(self) -> AsyncIterator[str]:
-        async for piece in self.backend.stream(self.spec, self.settings, self.report):
+        async for _ in self.outline_text():  # a caller that does not show the outline still needs it
+            pass
+        draft = draft_spec(self.spec, self.outline) if self.outline is not None else self.spec
+        async for piece in self.backend.stream(draft, self.settings, self.report):
             if self.first_token_at is None:
                 self.first_token_at = time.perf_counter()
                 TIME_TO_FIRST_TOKEN.labels(self.endpoint).observe(self.first_token_at - self.request.received_at)
             self.pieces.append(piece)
             yield piece
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """Tokens of every step, in the OpenAI API's shape."""
+        prompt = self.report.prompt_tokens + self.outline_report.prompt_tokens
+        completion = self.report.completion_tokens + self.outline_report.completion_tokens
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def citations(self) -> dict[str, list[dict[str, Any]]]:
         return self.sources.citations(self.report.context_used)
@@ -139,13 +164,15 @@ class Answerer:
 
     @asynccontextmanager
     async def answer(self, endpoint: str, request: RequestInfo, twin: Twin, instruction: str,
-                     kind: DocumentKind | None, sources: Sources,
-                     settings: GenerationSettings) -> AsyncIterator[Answer]:
-        """Lease the twin's model for the whole answer; count and trace it when it ends."""
+                     kind: DocumentKind | None, sources: Sources, settings: GenerationSettings,
+                     outline: GenerationSettings | None = None) -> AsyncIterator[Answer]:
+        """Lease the twin's model for the whole answer (both steps, when `outline` asks for an
+        outline first); count and trace it when it ends."""
         spec = PromptSpec(instruction, twin.name, kind, sources.context)
         outcome = "error"
         async with self.manager.lease(twin.id) as served:
-            answer = Answer(endpoint, request, twin, sources, spec, settings, served.backend, served.version)
+            answer = Answer(endpoint, request, twin, sources, spec, settings, served.backend, served.version,
+                            outline_settings=outline)
             try:
                 yield answer
                 outcome = "ok"
@@ -154,20 +181,20 @@ class Answerer:
 
     def _record(self, answer: Answer, outcome: str) -> None:
         seconds = time.perf_counter() - answer.request.received_at
-        report = answer.report
+        report, usage = answer.report, answer.usage
         REQUESTS.labels(answer.endpoint, outcome).inc()
         REQUEST_SECONDS.labels(answer.endpoint).observe(seconds)
-        TOKENS.labels("prompt").inc(report.prompt_tokens)
-        TOKENS.labels("completion").inc(report.completion_tokens)
+        TOKENS.labels("prompt").inc(usage["prompt_tokens"])
+        TOKENS.labels("completion").inc(usage["completion_tokens"])
         ttft = None if answer.first_token_at is None else answer.first_token_at - answer.request.received_at
         summary = {"request_id": answer.request.id, "endpoint": answer.endpoint, "outcome": outcome,
                    "twin_id": answer.twin.id, "model_version": answer.version, "seconds": round(seconds, 4),
                    "time_to_first_token": None if ttft is None else round(ttft, 4),
-                   "prompt_tokens": report.prompt_tokens, "completion_tokens": report.completion_tokens,
+                   "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
                    "finish_reason": report.finish_reason, "citations": answer.citations()}
         trace_log.info(json.dumps(summary))
         trace = {**summary, "instruction": answer.spec.instruction, "text": "".join(answer.pieces),
-                 "format": answer.spec.kind,
+                 "format": answer.spec.kind, "outline": answer.outline,
                  "retrieved_chunk_ids": [passage.chunk.id for passage in answer.sources.passages],
                  "started_ns": answer.request.received_ns,
                  "ended_ns": answer.request.received_ns + int(seconds * 1e9)}

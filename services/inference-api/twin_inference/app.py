@@ -6,7 +6,9 @@
                                 champion) and `citations`. The last user message is the
                                 instruction; the system prompt is the twin's own (the one
                                 training used), so other messages are not part of the prompt.
-    POST /v1/generate           native: prompt, links, format; SSE `token`... `citations`, `done`
+    POST /v1/generate           native: prompt, links, format; SSE `token`... `citations`, `done`;
+                                formats in `settings.outline_formats` (or `outline: true`) are
+                                chained: `outline`... events first, then the draft follows it
     GET  /healthz /readyz /metrics, /docs (OpenAPI)
 
 Every /v1 request spends one of its API key's requests (`settings.api_rate_limit_per_minute`);
@@ -38,7 +40,7 @@ from llmtwin.warehouse import Collection, Warehouse, open_warehouse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from .answers import Answer, Answerer, RequestInfo, UnknownTwin
+from .answers import Answerer, RequestInfo, UnknownTwin
 from .auth import (
     ApiKeys,
     Forbidden,
@@ -95,6 +97,8 @@ class GenerateRequest(BaseModel):
     prompt: str = Field(min_length=1, max_length=8000)
     links: list[str] = Field(default_factory=list, max_length=5, description="new material to draw on")
     format: DocumentKind = DocumentKind.POST
+    outline: bool | None = Field(None, description="outline first, then the draft that follows it "
+                                                   "(default: per format, as the server is configured)")
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS_LIMIT)
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -273,19 +277,22 @@ def create_app(settings: Settings, *, manager: ModelManager | None = None, retri
                 "model": twin.id, "model_version": answer.version, "system_fingerprint": answer.version,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": answer.report.finish_reason, "logprobs": None}],
-                "usage": _usage(answer), "citations": answer.citations()["documents"]}
+                "usage": answer.usage, "citations": answer.citations()["documents"]}
 
     @app.post("/v1/generate", tags=["native"],
               responses={200: {"content": {"text/event-stream": {}},
-                               "description": "SSE: `token` events ({text}), then `citations` "
-                                              "({documents, links}), then `done` ({model_version, usage})"}})
+                               "description": "SSE: when chained, `outline` events ({text}) first; `token` "
+                                              "events ({text}), then `citations` ({documents, links}), then "
+                                              "`done` ({model_version, usage})"}})
     async def generate(body: GenerateRequest, request: Request, scope: Scope):
         rt = current()
         twin = await rt.answerer.twin(body.twin_id, scope)
         sources = await rt.answerer.sources(twin, body.prompt, body.format, body.links)
         gen = GenerationSettings(body.max_new_tokens or settings.max_new_tokens, body.temperature, body.top_p)
+        chained = body.outline if body.outline is not None else body.format in settings.outline_formats
+        outline = GenerationSettings(settings.outline_max_new_tokens, body.temperature, body.top_p) if chained else None
         answering = rt.answerer.answer("generate", request.state.info, twin, body.prompt, body.format,
-                                       sources, gen)
+                                       sources, gen, outline)
         return _sse(_native_events(answering))
 
     return app
@@ -294,12 +301,6 @@ def create_app(settings: Settings, *, manager: ModelManager | None = None, retri
 def _model_card(twin: Twin, version: str | None) -> dict[str, Any]:
     return {"id": twin.id, "object": "model", "created": int(twin.created_at.timestamp()),
             "owned_by": "llm-twin", "name": twin.name, "model_version": version}
-
-
-def _usage(answer: Answer) -> dict[str, int]:
-    report = answer.report
-    return {"prompt_tokens": report.prompt_tokens, "completion_tokens": report.completion_tokens,
-            "total_tokens": report.total_tokens}
 
 
 def _sse(events: AsyncIterator[dict[str, str]]) -> EventSourceResponse:
@@ -328,7 +329,7 @@ async def _chat_chunks(answering, completion_id: str, include_usage: bool) -> As
                 yield chunk({"content": piece})
             yield chunk({}, answer.report.finish_reason, citations=answer.citations()["documents"])
             if include_usage:
-                yield chunk(None, usage=_usage(answer))
+                yield chunk(None, usage=answer.usage)
     except Exception as exc:  # noqa: BLE001 - the headers are sent: the error travels as an event
         yield {"data": json.dumps(error_body(exc)[1])}
     yield {"data": "[DONE]"}
@@ -337,11 +338,13 @@ async def _chat_chunks(answering, completion_id: str, include_usage: bool) -> As
 async def _native_events(answering) -> AsyncIterator[dict[str, str]]:
     try:
         async with answering as answer:
+            async for piece in answer.outline_text():
+                yield {"event": "outline", "data": json.dumps({"text": piece})}
             async for piece in answer.text():
                 yield {"event": "token", "data": json.dumps({"text": piece})}
             yield {"event": "citations", "data": json.dumps(answer.citations())}
             yield {"event": "done", "data": json.dumps({
                 "model": answer.twin.id, "model_version": answer.version,
-                "finish_reason": answer.report.finish_reason, "usage": _usage(answer)})}
+                "finish_reason": answer.report.finish_reason, "usage": answer.usage})}
     except Exception as exc:  # noqa: BLE001 - the headers are sent: the error travels as an event
         yield {"event": "error", "data": json.dumps(error_body(exc)[1]["error"])}

@@ -74,7 +74,7 @@ class MlflowTracer:
                                                         "completion_tokens", "time_to_first_token", "finish_reason")},
                 tags={"request_id": trace["request_id"], "twin_id": trace["twin_id"],
                       "eval_set": str(keep).lower()})
-            span.set_outputs({"text": trace["text"], "citations": trace["citations"],
+            span.set_outputs({"text": trace["text"], "outline": trace["outline"], "citations": trace["citations"],
                               "retrieved_chunk_ids": trace["retrieved_chunk_ids"]})
             span.end(end_time_ns=trace["ended_ns"])
             if keep:
@@ -85,7 +85,8 @@ class MlflowTracer:
     def _keep_for_evaluation(self, trace: dict[str, Any], trace_id: str) -> None:
         record = {
             "inputs": {"twin_id": trace["twin_id"], "instruction": trace["instruction"], "format": trace["format"]},
-            "outputs": {"text": trace["text"], "retrieved_chunk_ids": trace["retrieved_chunk_ids"],
+            "outputs": {"text": trace["text"], "outline": trace["outline"],
+                        "retrieved_chunk_ids": trace["retrieved_chunk_ids"],
                         "cited_chunk_ids": [c["chunk_id"] for c in trace["citations"]["documents"]]},
             "tags": {"model_version": trace["model_version"], "request_id": trace["request_id"],
                      "endpoint": trace["endpoint"]},

@@ -133,18 +133,18 @@ def tiny_cross_encoder(tmp_path_factory, corpus) -> Path:
 
 async def test_a_configured_reranker_reorders_the_candidates_by_its_scores(settings, corpus, embedding_model,
                                                                           tiny_cross_encoder):
-    reranker = CrossEncoderReranker.load(tiny_cross_encoder)
-    client = open_vector_client(settings)
     request = "Kafka consumers and idempotent events"
-
+    client = open_vector_client(settings)
     by_cosine = await Retriever.for_model(settings, client, embedding_model).retrieve("ada", request, top_k=4)
-    reranked = await Retriever.for_model(settings, client, embedding_model,
-                                         reranker=reranker).retrieve("ada", request, top_k=4)
     client.close()
+    configured = await Retriever.open(settings.model_copy(update={"reranker_model": str(tiny_cross_encoder)}))
+    reranked = await configured.retrieve("ada", request, top_k=4)
+    configured.client.close()
 
+    assert isinstance(configured.reranker, CrossEncoderReranker)
     # The same distinct passages, each now scored by the cross-encoder reading it beside the request.
     assert {p.chunk.id for p in reranked} == {p.chunk.id for p in by_cosine}
-    scores = reranker.model.predict([(request, p.chunk.text) for p in reranked])
+    scores = configured.reranker.model.predict([(request, p.chunk.text) for p in reranked])
     assert [p.score for p in reranked] == pytest.approx(list(scores))
     assert reranked[0].score == pytest.approx(max(scores))
     assert reranked[0].chunk.id != by_cosine[0].chunk.id

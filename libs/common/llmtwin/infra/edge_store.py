@@ -43,6 +43,9 @@ from qdrant_client.http import models
 # Collection names become folder names: nothing that could leave the folder or hide in it.
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}")
 FLUSH_INTERVAL_S = 5  # as a Qdrant server: how often the write-ahead log is folded into the segments
+# No optimizer runs, so a shard stays one segment, which one thread searches: a bigger pool only
+# adds hand-offs between threads (p99 went from about 10 to 7.6 ms on 2 busy cores, 20k points).
+SEARCH_THREADS = 1
 COMPLETED = models.UpdateResult(status=models.UpdateStatus.COMPLETED)
 
 DISTANCES = {models.Distance.COSINE: edge.Distance.Cosine, models.Distance.DOT: edge.Distance.Dot,
@@ -76,8 +79,8 @@ class Collection:
     @classmethod
     def load(cls, folder: Path) -> Collection:
         config = json.loads((folder / "config.json").read_text())
-        return cls(models.VectorParams.model_validate(config["vectors"]), config["metadata"],
-                   edge.EdgeShard.load(str(folder / "shard")))
+        vectors = models.VectorParams.model_validate(config["vectors"])
+        return cls(vectors, config["metadata"], edge.EdgeShard.load(str(folder / "shard"), _edge_config(vectors)))
 
 
 class EdgeStore:
@@ -164,8 +167,7 @@ class EdgeStore:
             raise ValueError("Wrong input: the local store keeps one unnamed dense vector per point")
         folder = self.path / "collections" / name
         shutil.rmtree(folder, ignore_errors=True)  # what a creation that never finished left behind
-        shard = edge.EdgeShard.create(str(folder / "shard"), edge.EdgeConfig(
-            vectors=edge.EdgeVectorParams(size=vectors.size, distance=DISTANCES[vectors.distance])))
+        shard = edge.EdgeShard.create(str(folder / "shard"), _edge_config(vectors))
         # config.json is written last: a folder without it is a creation that never finished.
         config = {"vectors": vectors.model_dump(mode="json", exclude_none=True), "metadata": spec.metadata}
         (folder / "config.json").write_text(json.dumps(config))
@@ -282,6 +284,11 @@ class EdgeStore:
             collection.shard.update(operation)  # applied (and in the write-ahead log) when it returns
         collection.unflushed = True
         return COMPLETED
+
+
+def _edge_config(vectors: models.VectorParams) -> edge.EdgeConfig:
+    return edge.EdgeConfig(vectors=edge.EdgeVectorParams(size=vectors.size, distance=DISTANCES[vectors.distance]),
+                           max_search_threads=SEARCH_THREADS)
 
 
 @contextmanager

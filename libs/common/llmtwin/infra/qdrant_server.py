@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qdrant_client.http import models
 
 from ..observability import mount_observability
@@ -42,6 +43,42 @@ REQUESTS = Counter("twin_qdrant_requests_total", "Requests served by the local Q
                    ["endpoint", "method", "status"])
 REQUEST_SECONDS = Histogram("twin_qdrant_request_seconds", "Time to serve one request", ["endpoint"],
                             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+
+class RequestMetrics:
+    """Counts and times every request by its route, and answers a fault of this server with a 500.
+
+    A plain ASGI middleware: Starlette's `@app.middleware("http")` added about 2 ms to a
+    search's p90 and p99 (a task and a stream per request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = scope.setdefault("state", {})["started"] = time.perf_counter()  # request.state.started
+        status = 0
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        except Exception as exc:  # a fault of this server, not of the request
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if status:
+                raise  # too late for an error response
+            status = 500
+            await _error(status, f"Service internal error: {exc}", started)(scope, receive, send)
+        finally:
+            # Label by route template, never by raw path: collection names must not explode the series.
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(endpoint, scope["method"], str(status)).inc()
+            REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+
 
 def _ok(result: Any, started: float) -> JSONResponse:
     return JSONResponse({"result": to_jsonable_python(result), "status": "ok",
@@ -87,20 +124,7 @@ def create_app(path: Path) -> FastAPI:
     app = FastAPI(title="llmtwin local qdrant", lifespan=lifespan, docs_url=None, redoc_url=None)
     mount_observability(app)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        request.state.started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # a fault of this server, not of the request
-            log.exception("%s %s failed", request.method, request.url.path)
-            response = _error(500, f"Service internal error: {exc}", request.state.started)
-        route = request.scope.get("route")
-        # Label by route template, never by raw path: collection names must not explode the series.
-        endpoint = getattr(route, "path", "unmatched")
-        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-        REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - request.state.started)
-        return response
+    app.add_middleware(RequestMetrics)
 
     @app.exception_handler(CollectionNotFound)
     async def not_found(request: Request, exc: CollectionNotFound) -> JSONResponse:

@@ -33,7 +33,7 @@ from .metrics import RERANK_SECONDS, RETRIEVAL_SECONDS
 from .query_expansion import expand_query
 from .reranking import CrossEncoderReranker, Reranker
 
-CANDIDATES_PER_RESULT = 3  # candidates fetched for each passage returned, for MMR to choose from
+CANDIDATES_PER_RESULT = 3  # candidates each form of the query fetches per passage returned, for MMR
 MMR_LAMBDA = 0.7  # 1: relevance only, 0: diversity only
 NEAR_DUPLICATE_COSINE = 0.95
 
@@ -83,7 +83,7 @@ class Retriever:
         limit = top_k * CANDIDATES_PER_RESULT
         found = await asyncio.gather(*(asyncio.to_thread(self._search, twin_id, vector, limit, kinds)
                                        for vector in query_vectors))
-        candidates = await asyncio.to_thread(self._merged, found, query_vectors, limit)
+        candidates = await asyncio.to_thread(self._merged, found, query_vectors)
         RETRIEVAL_SECONDS.observe(time.perf_counter() - started)
         if self.reranker is not None and candidates:
             started = time.perf_counter()
@@ -100,9 +100,9 @@ class Retriever:
                 return []
             raise
 
-    def _merged(self, found: Sequence[Sequence[ScoredChunk]], query_vectors: Sequence[list[float]],
-                limit: int) -> list[Candidate]:
-        """The union of every form's hits; each scored by its cosine to the closest form; the best `limit`."""
+    def _merged(self, found: Sequence[Sequence[ScoredChunk]], query_vectors: Sequence[list[float]]) -> list[Candidate]:
+        """The union of every form's hits, each scored by its cosine to the closest form, best first.
+        All of them go on to MMR, so that a subject whose passages score lower still has its say."""
         chunks = {hit.chunk.id: hit.chunk for hits in found for hit in hits}
         if not chunks:
             return []
@@ -111,9 +111,8 @@ class Retriever:
         vectors = {str(record.id): _unit(np.asarray(record.vector, dtype=np.float32)) for record in records}
         forms = np.asarray(query_vectors, dtype=np.float32)
         candidates = [Candidate(Passage(chunks[chunk_id], float((forms @ vector).max())), vector)
-                      for chunk_id, vector in vectors.items() if chunk_id in chunks]
-        candidates.sort(key=lambda candidate: candidate.passage.score, reverse=True)
-        return candidates[:limit]
+                      for chunk_id, vector in vectors.items()]
+        return sorted(candidates, key=lambda candidate: candidate.passage.score, reverse=True)
 
     def _reranked(self, query: str, candidates: Sequence[Candidate]) -> list[Candidate]:
         """The candidates scored by the reranker (it reads the request as the user typed it), best first."""
@@ -127,8 +126,8 @@ def select_diverse(candidates: Sequence[Candidate], top_k: int, *, mmr_lambda: f
                    near_duplicate: float = NEAR_DUPLICATE_COSINE) -> list[Passage]:
     """Maximal marginal relevance over the candidates, dropping repeated and near-identical text.
 
-    Relevance is the search's score (cosine to the query); redundancy the cosine to a passage
-    already chosen."""
+    Relevance is the candidate's score (its cosine to the closest form of the query, or the
+    reranker's score); redundancy the cosine to a passage already chosen."""
     remaining, seen_text = [], set()
     for candidate in candidates:
         key = content_hash(_normalised(candidate.passage.chunk.text))

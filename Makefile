@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-tools base-model run test lint bench up down clean lock
+.PHONY: install system-tools base-model run test test-faults lint bench up down clean lock
 
 $(STAMP): $(foreach p,$(PROJECTS),$(p)/pyproject.toml) requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ lint: install
 
 test: lint system-tools
 	$(PY) -m pytest
+
+# The fault-injection suite alone (make test runs it too): kills, store outages, SIGTERM, poison messages.
+test-faults: install
+	$(PY) -m pytest tests/faults libs/common/tests/test_stage.py \
+	  services/trainer/tests/test_trigger.py::test_a_real_training_job_killed_mid_training_is_failed_and_the_champion_stays
 
 bench: base-model
 	$(PY) -m bench

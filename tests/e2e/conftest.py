@@ -2,13 +2,13 @@
 with a tiny base model so training fits in CI. Tests use their own twins on it."""
 from __future__ import annotations
 
-
 import pytest
 
 from devstack.demo_sources import demo_blog
 from devstack.stack import Stack
 from llmtwin.infra.process import LocalServer, free_port
 from llmtwin.settings import Settings
+from llmtwin.testing.stack import stack_settings
 
 # The page behind sign-in, as deployed: the browser test signs in, API clients send it as a bearer token.
 E2E_ADMIN_TOKEN = "e2e-admin-token"
@@ -16,13 +16,7 @@ E2E_ADMIN_TOKEN = "e2e-admin-token"
 
 @pytest.fixture(scope="session")
 def e2e_settings(tmp_path_factory, tiny_base_model) -> Settings:
-    ports = {name: free_port() for name in ("web_port", "api_port", "crawler_port", "cleaner_port",
-                                            "embedder_port", "dataset_builder_port", "trainer_port")}
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("e2e") / "data", kafka_bootstrap=f"127.0.0.1:{free_port()}",
-        qdrant_url=f"http://127.0.0.1:{free_port()}", inference_api_url=f"http://127.0.0.1:{ports['api_port']}",
-        base_model=str(tiny_base_model), train_max_steps=6, train_min_new_samples=4, train_quiet_seconds=2,
-        max_new_tokens=12, eval_max_samples=4, web_admin_token=E2E_ADMIN_TOKEN, **ports)
+    return stack_settings(tmp_path_factory.mktemp("e2e") / "data", tiny_base_model, web_admin_token=E2E_ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="session")

@@ -264,6 +264,62 @@ async def test_subprocess_launcher_runs_a_job_and_fails_it_when_it_crashes(tmp_p
         await warehouse.close()
 
 
+async def test_a_real_training_job_killed_mid_training_is_failed_and_the_champion_stays(
+        bus_settings, tiny_base_model, samples_for, with_registry, clock, tmp_path):
+    import asyncio
+    import os
+    import signal
+
+    import mlflow
+    from llmtwin import registry
+    from llmtwin.domain import Split, Twin
+
+    from .test_job import job_settings
+
+    # Far more steps than the test waits for: the job is surely mid-training when it dies.
+    settings = with_registry(job_settings(bus_settings, tiny_base_model, train_max_steps=100_000))
+    with mlflow.start_run() as run:
+        pass
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "twin_model.json").write_text('{"twin_id": "ann", "base_model": "tiny"}')
+    registry.set_champion("ann", registry.register_adapter("ann", adapter, run_id=run.info.run_id, tags={}).version)
+
+    warehouse = open_warehouse(settings.warehouse)
+    try:
+        await Repository(warehouse, Collection.TWINS, Twin).add(Twin.named("Ann"))
+        samples = samples_for("ann", 8, Split.TRAIN) + samples_for("ann", 3, Split.TEST)
+        for sample in samples:  # each from a clean document of its own, as the dataset-builder leaves them
+            await Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument).add(CleanDocument(
+                id=sample.document_id, twin_id="ann", platform=Platform.BLOG, kind=sample.kind, link=sample.id,
+                content=sample.answer, content_hash=content_hash(sample.answer), raw_hash=content_hash(sample.answer)))
+            await Repository(warehouse, Collection.INSTRUCT_SAMPLES, InstructSample).add(sample)
+        trigger = TrainingTrigger(warehouse, SubprocessLauncher(settings.data_dir / "logs", settings_env(settings)),
+                                  min_new_samples=1, quiet_seconds=0, clock=clock)
+        await trigger.handle([SampleStored(id=s.id, twin_id="ann", document_id=s.document_id, split=s.split)
+                              for s in samples])
+        await trigger.tick()
+        [job] = await jobs_of(warehouse, "ann")
+        jobs = Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob)
+        for _ in range(1200):  # until it reports training steps
+            running = await jobs.get(job.id)
+            if running.message.startswith("training step"):
+                break
+            await asyncio.sleep(0.1)
+        assert running.state == JobState.RUNNING and running.message.startswith("training step")
+        record = await trigger.launches.get(LaunchRecord.key(job.id))
+        os.kill(int(record.handle), signal.SIGKILL)
+        failed = await run_until_final(trigger, job.id)
+    finally:
+        await warehouse.close()
+
+    assert failed.state == JobState.FAILED
+    assert "exited with code -9 without recording a final state" in failed.message
+    assert failed.model_version is None
+    assert registry.champion("ann").version == "1"
+    assert [v.version for v in registry.list_versions("ann")] == ["1"]  # nothing half-registered
+
+
 async def test_a_restarted_trigger_finds_a_job_process_that_still_runs_and_notices_when_it_ends(tmp_path):
     import asyncio
 

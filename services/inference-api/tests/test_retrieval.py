@@ -112,39 +112,53 @@ async def test_expansion_finds_every_subject_the_task_wording_would_crowd_out(se
     assert [p.chunk.id for p in expanded] == [contract, schema]
 
 
+RERANKED_REQUEST = "Kafka consumers and idempotent events"
+
+
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory, corpus) -> Path:
-    """A one-layer BERT cross-encoder with random weights and a word-level vocabulary, saved as
-    sentence-transformers loads one (no cross-encoder ships in a package)."""
+    """A one-layer BERT cross-encoder with a word-level vocabulary, saved as sentence-transformers
+    loads one (no cross-encoder ships in a package). A few training steps teach it one clear
+    preference the embedding does not share: for the request, the passage about feature stores."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    folder = tmp_path_factory.mktemp("cross-encoder")
-    words = sorted({word.strip(".,!?:()").lower() for chunk in corpus["ada"] for word in chunk.text.split()})
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    texts = [chunk.text for chunk in corpus["ada"]]
+    words = sorted({word.strip(".,!?:()").lower() for text in [RERANKED_REQUEST, *texts] for word in text.split()})
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])})
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=1)
-    BertForSequenceClassification(config).save_pretrained(folder)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, num_labels=1))
+    pairs = tokenizer([RERANKED_REQUEST] * len(texts), texts, padding=True, return_tensors="pt")
+    preferred = torch.tensor([float(text.startswith("A feature store")) for text in texts])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(**pairs).logits.squeeze(-1), preferred)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    folder = tmp_path_factory.mktemp("cross-encoder")
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
 async def test_a_configured_reranker_reorders_the_candidates_by_its_scores(settings, corpus, embedding_model,
                                                                           tiny_cross_encoder):
-    request = "Kafka consumers and idempotent events"
     client = open_vector_client(settings)
-    by_cosine = await Retriever.for_model(settings, client, embedding_model).retrieve("ada", request, top_k=4)
+    by_cosine = await Retriever.for_model(settings, client, embedding_model).retrieve("ada", RERANKED_REQUEST, top_k=4)
     client.close()
     configured = await Retriever.open(settings.model_copy(update={"reranker_model": str(tiny_cross_encoder)}))
-    reranked = await configured.retrieve("ada", request, top_k=4)
+    reranked = await configured.retrieve("ada", RERANKED_REQUEST, top_k=4)
     configured.client.close()
 
     assert isinstance(configured.reranker, CrossEncoderReranker)
     # The same distinct passages, each now scored by the cross-encoder reading it beside the request.
     assert {p.chunk.id for p in reranked} == {p.chunk.id for p in by_cosine}
-    scores = configured.reranker.model.predict([(request, p.chunk.text) for p in reranked])
-    assert [p.score for p in reranked] == pytest.approx(list(scores))
-    assert reranked[0].score == pytest.approx(max(scores))
-    assert reranked[0].chunk.id != by_cosine[0].chunk.id
+    scores = configured.reranker.model.predict([(RERANKED_REQUEST, p.chunk.text) for p in reranked])
+    assert [p.score for p in reranked] == pytest.approx(list(scores), abs=1e-5)
+    # The embedding puts a passage about Kafka first; the reranker, its feature-store passage.
+    assert "Kafka" in by_cosine[0].chunk.text
+    assert reranked[0].chunk.text.startswith("A feature store") and reranked[0].score == pytest.approx(max(scores))

@@ -32,12 +32,13 @@ import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as edge
+from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
 # Collection names become folder names: nothing that could leave the folder or hide in it.
@@ -74,7 +75,7 @@ class Collection:
     vectors: models.VectorParams
     metadata: dict[str, Any] | None
     shard: edge.EdgeShard
-    unflushed: bool = field(default=False)
+    unflushed: bool = False
 
     @classmethod
     def load(cls, folder: Path) -> Collection:
@@ -115,8 +116,9 @@ class EdgeStore:
                 collection.unflushed = False
 
     def close(self) -> None:
+        self.flush()
         for collection in self._collections.values():
-            collection.shard.close()  # flushes
+            collection.shard.close()
         self._collections.clear()
         if self._lock_file is not None:
             self._lock_file.close()  # releases the lock
@@ -125,8 +127,6 @@ class EdgeStore:
         """Copy in the collections of qdrant-client's local mode, this store's engine before qdrant-edge."""
         if not (self.path / "meta.json").is_file():
             return
-        from qdrant_client import QdrantClient
-
         old = QdrantClient(path=str(self.path))
         try:
             for name in (c.name for c in old.get_collections().collections):

@@ -107,6 +107,8 @@ class StageRunner:
                                   partitions=settings.topic_partitions)
         self.outputs: dict[str, object] = {}
         self.processor: Processor | None = None
+        # The agent, the backlog replay and the timer all ask for the processor at start-up: build it once.
+        self._building = asyncio.Lock()
         self._next_offset: dict[object, int] = {}  # per partition: the offset after the last one handled
         self._wire()
 
@@ -122,8 +124,9 @@ class StageRunner:
         return self.outputs[name]
 
     async def _processor(self) -> Processor:
-        if self.processor is None:
-            self.processor = await self.spec.build(self.settings)
+        async with self._building:
+            if self.processor is None:
+                self.processor = await self.spec.build(self.settings)
         return self.processor
 
     async def emit(self, event: Event) -> None:

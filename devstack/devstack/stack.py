@@ -31,6 +31,9 @@ class ServiceCommand:
     name: str
     argv: tuple[str, ...]
     port_setting: str
+    # What "started" means: stages answer /readyz once consuming (model loaded, group joined). The
+    # inference API is ready only with a champion loaded, which a fresh stack gets after training.
+    started_path: str = "/readyz"
 
 
 SERVICES = (
@@ -39,7 +42,7 @@ SERVICES = (
     ServiceCommand("embedder", ("-m", "twin_embedder"), "embedder_port"),
     ServiceCommand("dataset-builder", ("-m", "twin_dataset_builder"), "dataset_builder_port"),
     ServiceCommand("trainer", ("-m", "twin_trainer", "serve"), "trainer_port"),
-    ServiceCommand("inference-api", ("-m", "twin_inference"), "api_port"),
+    ServiceCommand("inference-api", ("-m", "twin_inference"), "api_port", started_path="/healthz"),
     ServiceCommand("web", ("-m", "twin_web"), "web_port"),
 )
 
@@ -72,7 +75,7 @@ class Stack:
             for service, server in zip(self.services, launched):
                 server.wait_ready(timeout=180)
                 log.info("started %s on %s", service.name, self.url(service))
-            self._wait_healthy(timeout)
+            self._wait_started(timeout)
         except BaseException:
             self.stop()
             raise
@@ -97,7 +100,7 @@ class Stack:
 
     def restart(self, name: str, sig: signal.Signals = signal.SIGKILL, timeout: float = 180.0) -> None:
         """Stop one service with `sig` (SIGKILL: a crash; SIGTERM: a shutdown), start it again and wait
-        until it is healthy. The rest of the stack runs on meanwhile."""
+        until it has started again. The rest of the stack runs on meanwhile."""
         service = next(s for s in self.services if s.name == name)
         server = next(p for p in self.processes if p.name == name)
         assert server.proc is not None
@@ -105,20 +108,20 @@ class Stack:
         server.proc.wait(timeout)
         self.processes.remove(server)
         self._launch(service).wait_ready(timeout)
-        self._wait_healthy(timeout, (service,))
+        self._wait_started(timeout, (service,))
 
-    def _wait_healthy(self, timeout: float, services: tuple[ServiceCommand, ...] | None = None) -> None:
+    def _wait_started(self, timeout: float, services: tuple[ServiceCommand, ...] | None = None) -> None:
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:
             for service in services or self.services:
                 while True:
                     try:
-                        if client.get(f"{self.url(service)}/healthz").status_code == 200:
+                        if client.get(f"{self.url(service)}{service.started_path}").status_code == 200:
                             break
                     except httpx.HTTPError:
                         pass
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"{service.name} is not healthy; see {self.logs / service.name}.log")
+                        raise TimeoutError(f"{service.name} did not start; see {self.logs / service.name}.log")
                     time.sleep(0.2)
 
     def stop(self) -> None:

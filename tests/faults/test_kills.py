@@ -91,7 +91,7 @@ def test_killing_every_service_mid_stream_loses_and_duplicates_nothing(tmp_path,
         for service, at_work in KILLS:
             killed_at[service] = wait_for(lambda: warehouse_counts(settings, twin_id), at_work, 600,
                                           f"{service} at work")
-            stack.restart(service)  # SIGKILL, then start it again and wait until it is healthy
+            stack.restart(service)  # SIGKILL, then start it again and wait until it has started
 
         status = wait_for(lambda: pipeline_finished(settings, twin_id, total), lambda s: is_finished(s, total),
                           900, "the whole corpus through the loop", every=1.0)

@@ -53,6 +53,7 @@ def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tm
         clean = consume(bus_settings.kafka_bootstrap, Topic.CLEAN_DOCS.value, want=4)
         dead = consume(bus_settings.kafka_bootstrap, Topic.RAW_DOCS.dead_letter, want=5)
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        readiness = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         proc.terminate()
@@ -68,6 +69,7 @@ def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tm
     assert f"oversize: {len(oversize.encode())} bytes, the limit is 1000000" in reasons
     assert all(len(d) < 1_000_000 for d in dead)  # a dead letter keeps the start of an oversize payload only
     assert health.json()["status"] == "ok"
+    assert readiness.status_code == 200 and readiness.json() == {"ready": True, "stage": "echo"}
     assert 'twin_stage_messages_total{outcome="processed",stage="echo"} 4.0' in metrics
     assert 'twin_stage_messages_total{outcome="dead_lettered",stage="echo"} 5.0' in metrics
     # The failing batch was tried again (retries=1) before its items were dead-lettered alone.

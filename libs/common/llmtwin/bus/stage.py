@@ -252,6 +252,15 @@ class StageRunner:
         async def healthz(web, request):
             return web.json({"status": "ok", "stage": spec.name})
 
+        @app.page("/readyz")
+        async def readyz(web, request):
+            ready = self.ready()
+            return web.json({"ready": ready, "stage": spec.name}, status=200 if ready else 503)
+
+    def ready(self) -> bool:
+        """Consuming: its processor built (models loaded, stores open) and its group joined."""
+        return self.processor is not None and self.app.rebalancing_count > 0 and not self.app.rebalancing
+
     def run(self) -> None:
         import faust
 

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_partitions: int = 2
     kafka_max_message_bytes: int = 1_000_000
+    # Stages re-send their unfinished warehouse work at start-up and, once caught up, this often.
+    backlog_sweep_seconds: float = Field(600.0, gt=0)
 
     # Warehouse: sqlite:///path (embedded) or mongodb://host:port/db (at scale)
     warehouse_url: str = ""

@@ -1,7 +1,8 @@
 """A minimal stage run as a real process by test_stage.py: raw_docs in, clean_docs out.
 
 A raw doc whose content_hash is "boom" makes the processor fail, to prove that only
-that message is dead-lettered and the stream goes on.
+that message is dead-lettered and the stream goes on. Its "warehouse" is a file of raw
+docs stored but never announced (data_dir/unannounced.jsonl): its backlog.
 """
 from llmtwin.bus.stage import StageSpec, run_stage
 from llmtwin.events import CleanDocStored, RawDocStored
@@ -9,21 +10,29 @@ from llmtwin.settings import Settings
 
 
 class EchoProcessor:
+    def __init__(self, settings):
+        self.unannounced = settings.data_dir / "unannounced.jsonl"
+        self.done = set()
+
     async def handle(self, events):
         if any(e.content_hash == "boom" for e in events):
             raise RuntimeError("boom is not processable")
+        self.done.update(e.id for e in events)
         return [CleanDocStored(**e.model_dump(exclude={"emitted_at"})) for e in events]
 
     async def backlog(self):
-        return
-        yield  # an async generator with nothing to replay
+        lines = self.unannounced.read_text().splitlines() if self.unannounced.exists() else []
+        for line in lines:
+            event = RawDocStored.model_validate_json(line)
+            if event.id not in self.done:
+                yield event
 
     async def close(self):
         pass
 
 
 async def build(settings):
-    return EchoProcessor()
+    return EchoProcessor(settings)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,17 @@ def consume(bootstrap: str, topic: str, want: int, timeout: float = 60.0) -> lis
     return got
 
 
+def start_echo_stage(bus_settings, tmp_path, port: int, **env_extra: str) -> subprocess.Popen:
+    env = {**os.environ, "TWIN_KAFKA_BOOTSTRAP": bus_settings.kafka_bootstrap,
+           "TWIN_DATA_DIR": str(bus_settings.data_dir), "TWIN_CLEANER_PORT": str(port), **env_extra}
+    with open(tmp_path / "stage.log", "wb") as log:
+        return subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_stage.py"))],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tmp_path):
     port = free_port()
-    env = {**os.environ, "TWIN_KAFKA_BOOTSTRAP": bus_settings.kafka_bootstrap,
-           "TWIN_DATA_DIR": str(bus_settings.data_dir), "TWIN_CLEANER_PORT": str(port)}
-    log = open(tmp_path / "stage.log", "wb")
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_stage.py"))],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = start_echo_stage(bus_settings, tmp_path, port)
     try:
         # A producer without the 1 MB limit, as a misbehaving client would be (Tansu takes it all).
         producer = KafkaProducer(bootstrap_servers=bus_settings.kafka_bootstrap, max_request_size=4_000_000)
@@ -74,3 +78,31 @@ def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tm
     assert 'twin_stage_messages_total{outcome="dead_lettered",stage="echo"} 5.0' in metrics
     # The failing batch was tried again (retries=1) before its items were dead-lettered alone.
     assert 'twin_stage_retries_total{cause="error",stage="echo"}' in metrics
+
+
+def test_work_stored_but_never_announced_is_swept_up_without_a_restart(bus_settings, tmp_path):
+    """A crash between storing and announcing leaves work no message points at: once caught up,
+    the stage finds it in its backlog and sends it again."""
+    port = free_port()
+    proc = start_echo_stage(bus_settings, tmp_path, port, TWIN_BACKLOG_SWEEP_SECONDS="1")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError((tmp_path / "stage.log").read_text()[-3000:])
+        orphan = RawDocStored(id="orphan", twin_id="ada", kind="post", platform="linkedin", content_hash="h")
+        bus_settings.data_dir.mkdir(parents=True, exist_ok=True)
+        (bus_settings.data_dir / "unannounced.jsonl").write_text(orphan.model_dump_json() + "\n")
+
+        clean = consume(bus_settings.kafka_bootstrap, Topic.CLEAN_DOCS.value, want=1, timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    assert [decode(Topic.CLEAN_DOCS, c).id for c in clean] == ["orphan"], (tmp_path / "stage.log").read_text()[-3000:]

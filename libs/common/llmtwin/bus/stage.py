@@ -214,13 +214,14 @@ class StageRunner:
 
         @app.task
         async def replay_backlog() -> None:
-            processor = await self._processor()
-            sent = 0
-            async for event in processor.backlog():
-                await self._topic(spec.source.value).send(key=event.key.encode(), value=event.encode())
-                sent += 1
-            if sent:
-                log.info("%s: re-sent %d unfinished items from the warehouse", spec.name, sent)
+            """At start-up (the embedded broker keeps nothing), then whenever the stage has caught up
+            with its topic: what is still unfinished then was stored but never announced (a crash
+            between a store and its send upstream), so it is sent again rather than left waiting."""
+            await self._replay_backlog()
+            while True:
+                await asyncio.sleep(self.settings.backlog_sweep_seconds)
+                if self._lag() == 0:
+                    await self._replay_backlog()
 
         @app.timer(interval=spec.tick_seconds)
         async def tick() -> None:
@@ -231,16 +232,9 @@ class StageRunner:
 
         @app.timer(interval=2.0)
         async def measure_lag() -> None:
-            consumer = app.consumer
-            try:
-                lag = 0
-                for tp in consumer.assignment():
-                    high = consumer.highwater(tp)  # the offset the next message will get
-                    if high is not None:
-                        lag += max(0, high - self._next_offset.get(tp, high))
+            lag = self._lag()
+            if lag is not None:
                 STAGE_LAG.labels(spec.name).set(lag)
-            except Exception:  # lag is best effort; never let it stop the stage
-                log.debug("%s: could not measure lag", spec.name, exc_info=True)
 
         @app.page("/metrics")
         async def metrics(web, request):
@@ -256,6 +250,28 @@ class StageRunner:
         async def readyz(web, request):
             ready = self.ready()
             return web.json({"ready": ready, "stage": spec.name}, status=200 if ready else 503)
+
+    async def _replay_backlog(self) -> None:
+        processor = await self._processor()
+        sent = 0
+        async for event in processor.backlog():
+            await self._topic(self.spec.source.value).send(key=event.key.encode(), value=event.encode())
+            sent += 1
+        if sent:
+            log.info("%s: re-sent %d unfinished items from the warehouse", self.spec.name, sent)
+
+    def _lag(self) -> int | None:
+        """Messages of the source topic not handled yet; None when it cannot be told (best effort)."""
+        try:
+            lag = 0
+            for tp in self.app.consumer.assignment():
+                high = self.app.consumer.highwater(tp)  # the offset the next message will get
+                if high is not None:
+                    lag += max(0, high - self._next_offset.get(tp, high))
+            return lag
+        except Exception:  # never let measuring stop the stage
+            log.debug("%s: could not measure lag", self.spec.name, exc_info=True)
+            return None
 
     def ready(self) -> bool:
         """Consuming: its processor built (models loaded, stores open) and its group joined."""

@@ -1,6 +1,7 @@
 """The faust stage runner over a real broker: batches handled, failures dead-lettered alone."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -77,7 +78,8 @@ def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tm
     assert 'twin_stage_messages_total{outcome="processed",stage="echo"} 4.0' in metrics
     assert 'twin_stage_messages_total{outcome="dead_lettered",stage="echo"} 5.0' in metrics
     # The failing batch was tried again (retries=1) before its items were dead-lettered alone.
-    assert 'twin_stage_retries_total{cause="error",stage="echo"}' in metrics
+    retried = re.search(r'^twin_stage_retries_total\{cause="error",stage="echo"\} (\S+)$', metrics, re.M)
+    assert retried and float(retried.group(1)) >= 1
 
 
 def test_work_stored_but_never_announced_is_swept_up_without_a_restart(bus_settings, tmp_path):

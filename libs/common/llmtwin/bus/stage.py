@@ -110,6 +110,8 @@ class StageRunner:
         # The agent, the backlog replay and the timer all ask for the processor at start-up: build it once.
         self._building = asyncio.Lock()
         self._next_offset: dict[object, int] = {}  # per partition: the offset after the last one handled
+        for cause in ("outage", "error"):  # exported at 0 from the start, so a rate() has data before any retry
+            STAGE_RETRIES.labels(spec.name, cause)
         self._wire()
 
     def _mark_handled(self, event) -> None:

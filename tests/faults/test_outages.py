@@ -141,3 +141,31 @@ def test_the_cleaner_waits_out_a_mongo_outage(bus_settings, tmp_path):
                                start_store=lambda: servers.append(mongo().start()))
     finally:
         servers[-1].stop()
+
+
+def test_the_embedder_started_while_qdrant_is_down_waits_for_it(bus_settings, tmp_path):
+    """A store down at start-up: the stage keeps trying to build its processor, is not ready meanwhile,
+    acknowledges nothing, and starts consuming by itself once the store answers."""
+    port = free_port()
+    settings = bus_settings.model_copy(update={"qdrant_url": f"http://127.0.0.1:{port}"})
+    posts = make_posts(5, seed=13)
+    docs = clean_documents(TWIN, posts)
+    store(settings, Collection.CLEAN_DOCUMENTS, docs)
+    qdrant = qdrant_local(tmp_path / "qdrant", port=port, log_path=tmp_path / "qdrant.log")
+    with stage_process("twin_embedder", settings, tmp_path / "embedder.log", "embedder_port") as stage:
+        wait_for(lambda: healthy(stage), bool, 180, "embedder healthy")
+        send(settings, [CleanDocStored(id=d.id, twin_id=d.twin_id, kind=d.kind, platform=d.platform,
+                                       content_hash=d.content_hash) for d in docs])
+        wait_for(lambda: metric_value(stage, "twin_stage_retries_total", stage="embedder", cause="outage"),
+                 lambda n: n >= 3, 180, "embedder retrying its start-up")
+        assert stage.get("/readyz").status_code == 503
+        assert committed_offsets(settings, "twin-embedder", Topic.CLEAN_DOCS.value) == 0
+        qdrant.start()
+        try:
+            wait_for(lambda: count(settings, Collection.CHUNK_RECORDS), lambda n: n == len(docs), 180,
+                     "embedder embeds everything once Qdrant is up")
+            assert stage.get("/readyz").status_code == 200
+            assert stage.proc.poll() is None, stage.log_tail()
+            assert sorted(point_ids(settings, TWIN)) == sorted(Expected.of(TWIN, posts).point_ids)
+        finally:
+            qdrant.stop()

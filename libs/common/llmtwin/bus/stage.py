@@ -126,9 +126,20 @@ class StageRunner:
         return self.outputs[name]
 
     async def _processor(self) -> Processor:
+        """The processor, built on first use; a store that is down at start-up is waited for."""
         async with self._building:
-            if self.processor is None:
-                self.processor = await self.spec.build(self.settings)
+            delay = 0.5
+            while self.processor is None:
+                try:
+                    self.processor = await self.spec.build(self.settings)
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    STAGE_RETRIES.labels(self.spec.name, "outage").inc()
+                    log.warning("%s: cannot start yet, a store is down (%s); trying again in %.1fs",
+                                self.spec.name, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_RETRY_DELAY)
         return self.processor
 
     async def emit(self, event: Event) -> None:
@@ -219,11 +230,19 @@ class StageRunner:
             """At start-up (the embedded broker keeps nothing), then whenever the stage has caught up
             with its topic: what is still unfinished then was stored but never announced (a crash
             between a store and its send upstream), so it is sent again rather than left waiting."""
-            await self._replay_backlog()
+            delay, pending = 0.5, True  # the start-up replay is pending until it succeeds once
             while True:
+                if pending or self._lag() == 0:
+                    try:
+                        await self._replay_backlog()
+                        pending, delay = False, 0.5
+                    except Exception as exc:  # a store down: try again soon, the stage goes on meanwhile
+                        log.warning("%s: could not replay the backlog (%s); trying again in %.1fs",
+                                    spec.name, exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, MAX_RETRY_DELAY)
+                        continue
                 await asyncio.sleep(self.settings.backlog_sweep_seconds)
-                if self._lag() == 0:
-                    await self._replay_backlog()
 
         @app.timer(interval=spec.tick_seconds)
         async def tick() -> None:

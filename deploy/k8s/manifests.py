@@ -75,7 +75,8 @@ def deployment(service: Service) -> dict:
         "resources": {"requests": {"cpu": service.cpu, "memory": service.memory}, "limits": limits},
         "startupProbe": {**probe, "failureThreshold": 40},  # model loading may take minutes
         "livenessProbe": {**probe, "failureThreshold": 4},
-        "readinessProbe": {**probe, "failureThreshold": 2},
+        # Traffic only once it can serve: a stage consuming, the inference-api with a champion loaded.
+        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}, "failureThreshold": 2},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
     }

@@ -54,8 +54,9 @@ def test_each_compose_service_runs_the_same_image_and_command_on_its_port(repo, 
         assert image == compose[name]["image"].split(":")[0], name
         assert container["args"] == compose[name].get("command", []), name
         assert container["ports"] == [{"name": "http", "containerPort": port}], name
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "livenessProbe"):
             assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, name
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, name
         assert resources[("Service", name)]["spec"]["ports"][0]["port"] == port
 
 

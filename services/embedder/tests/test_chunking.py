@@ -73,7 +73,7 @@ def assert_every_token_covered(spans, content, chunks):
         assert any(a <= start and end <= b for a, b in ranges), f"token {content[start:end]!r} at {start} in no chunk"
 
 
-def test_article_chunks_fit_the_window_cover_everything_and_overlap(tokenizer, spans):
+def test_article_chunks_fit_the_window_cover_everything_and_overlap_inside_paragraphs(tokenizer, spans):
     content = article_text()
     chunks = chunk_document(document(content, DocumentKind.ARTICLE), spans, MAX_TOKENS, OVERLAP)
     assert len(chunks) > 5
@@ -81,11 +81,14 @@ def test_article_chunks_fit_the_window_cover_everything_and_overlap(tokenizer, s
     assert_within_window(tokenizer, chunks)
     assert_every_token_covered(spans, content, chunks)
     ranges = located(content, chunks)
-    overlapping = sum(1 for (_, end), (start, _) in pairwise(ranges) if start < end)
-    assert overlapping >= len(chunks) // 2
+    between, inside = [], []  # the boundaries where the next chunk starts a paragraph, and the others
     for (_, end), (start, _) in pairwise(ranges):
-        repeated = len(spans([content[start:end]])[0]) if start < end else 0
-        assert repeated <= OVERLAP
+        (between if re.fullmatch(r"\s*\n[ \t]*\n\s*", content[end:start]) else inside).append((start, end))
+    assert len(between) >= 2 and len(inside) >= 2  # the article has both kinds
+    assert all(start >= end for start, end in between)  # a paragraph starts afresh
+    # Cut inside a paragraph, the next chunk repeats up to OVERLAP tokens (when it has room for them).
+    assert sum(start < end for start, end in inside) >= len(inside) // 2
+    assert all(len(spans([content[start:end]])[0]) <= OVERLAP for start, end in inside if start < end)
 
 
 def test_chunks_end_on_paragraph_boundaries_when_paragraphs_fit(spans):

@@ -6,8 +6,9 @@ offset mapping). A document is tokenized once; every split below is a character 
 it, so counting the tokens of any span is two binary searches.
 
 - posts and articles: paragraphs, then sentences, then (for a sentence longer than the
-  window) token windows cut between words; packed greedily up to `max_tokens`, each chunk
-  starting with the last `overlap` tokens of the one before. A post that fits is one chunk.
+  window) token windows cut between words; packed greedily up to `max_tokens`. A chunk that
+  starts inside a paragraph starts with the last `overlap` tokens of the one before; one that
+  starts a paragraph does not. A post that fits is one chunk.
 - code: top-level definitions (Python through `ast`, a class too big for one chunk by its
   members; other languages by blank lines and closing braces at column 0), packed without
   overlap; what is still too long falls back to windows of whole lines, then of tokens.
@@ -152,8 +153,11 @@ def _pack(tokens: Tokens, units: list[Span], max_tokens: int, overlap: int) -> l
             current = (current[0], unit[1])
         else:
             chunks.append(current)
-            room = max_tokens - tokens.count(*unit)
-            current = (_overlap_start(tokens, current, min(overlap, room), unit[0]), unit[1])
+            if _PARAGRAPH_BREAK.search(tokens.text, current[1], unit[0]):
+                current = unit  # a paragraph stands on its own: repeating the last one's end adds nothing
+            else:  # cut inside a paragraph: carry its context over
+                room = max_tokens - tokens.count(*unit)
+                current = (_overlap_start(tokens, current, min(overlap, room), unit[0]), unit[1])
     if current is not None:
         chunks.append(current)
     return chunks

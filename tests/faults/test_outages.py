@@ -16,7 +16,7 @@ from llmtwin.infra.process import LocalServer, free_port
 from llmtwin.infra.qdrant_server import qdrant_local
 from llmtwin.settings import Settings
 from llmtwin.testing.stages import StageProcess, stage_process
-from llmtwin.testing.warehouse import nx_27017_binary
+from llmtwin.testing.warehouse import nx_27017_server
 from llmtwin.warehouse import Collection
 
 from .conftest import (
@@ -121,8 +121,7 @@ def test_the_cleaner_waits_out_a_mongo_outage(bus_settings, tmp_path):
         "warehouse_url": f"mongodb://127.0.0.1:{port}/faults?serverSelectionTimeoutMS=1000"})
 
     def mongo() -> LocalServer:
-        argv = [str(nx_27017_binary()), "--host", "127.0.0.1", "-p", str(port), "--data-dir", str(tmp_path / "nx")]
-        return LocalServer("nx-27017", argv, "127.0.0.1", port, log_path=tmp_path / "nx.log")
+        return nx_27017_server("127.0.0.1", port, tmp_path / "nx")
 
     (tmp_path / "nx").mkdir()
     servers = [mongo().start()]

@@ -23,13 +23,20 @@ def nx_27017_binary() -> Path:
     return path
 
 
+def nx_27017_server(host: str, port: int, data_dir: Path) -> LocalServer:
+    """A Mongo-wire-compatible server (nx-27017, SQLite inside) keeping everything in `data_dir`,
+    its PID file too: by default it shares /tmp/nx_27017.pid, and a second server would refuse to start."""
+    argv = [str(nx_27017_binary()), "--host", host, "-p", str(port), "--data-dir", str(data_dir),
+            "--pid-file", str(data_dir / "nx_27017.pid"), "--log-file", str(data_dir / "nx_27017.log")]
+    return LocalServer("nx-27017", argv, host, port, log_path=data_dir / "server.log")
+
+
 @pytest.fixture(scope="session")
 def mongo_address(tmp_path_factory) -> str:
-    """host:port of a Mongo-wire-compatible server (nx-27017, SQLite inside) for the session."""
+    """host:port of a Mongo-wire-compatible server for the session."""
     data_dir = tmp_path_factory.mktemp("nx-27017")
     host, port = "127.0.0.1", free_port()
-    argv = [str(nx_27017_binary()), "--host", host, "-p", str(port), "--data-dir", str(data_dir)]
-    server = LocalServer("nx-27017", argv, host, port, log_path=data_dir / "server.log").start()
+    server = nx_27017_server(host, port, data_dir).start()
     yield f"{host}:{port}"
     server.stop()
 

@@ -180,12 +180,15 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad\x00"), None)  # ZW
 _CONTROL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Letters that exist only outside the math block (holes in it) but are styled the same way.
 _LETTERLIKE_STYLE = {"\u210e": "*"}  # PLANCK CONSTANT: the italic small h
+# Every character the loop below may change: math-styled letters, letterlike symbols, full-width
+# forms, ligatures and circled letters (see _style_marker and _plain).
+_MAY_CHANGE = re.compile("[\U0001D400-\U0001D7FF\u2100-\u214F\uFF01-\uFF5E\uFB00-\uFB06\u24B6-\u24E9]")
 
 
 def normalise_unicode(text: str) -> str:
     """NFC, plus NFKC for styled letters, full-width forms and ligatures only; emoji and punctuation kept."""
     text = _CONTROL.sub("", unicodedata.normalize("NFC", text).translate(_INVISIBLE))
-    if text.isascii():
+    if not _MAY_CHANGE.search(text):  # most text (curly quotes, accents, emoji) has nothing to map
         return text
     out: list[str] = []
     run: list[str] = []  # the styled run being collected, with the separators inside it

@@ -13,7 +13,7 @@ from qdrant_client import models
 from llmtwin import vectors
 from llmtwin.domain import CleanDocument, DocumentKind, Platform, RawDocument, content_hash
 from llmtwin.embeddings import embedding_model_name
-from llmtwin.events import Topic, decode
+from llmtwin.events import CleanDocStored, RawDocStored, Topic, decode
 from llmtwin.settings import Settings
 from llmtwin.testing.stages import StageProcess, consume
 from llmtwin.warehouse import Collection, open_warehouse
@@ -112,6 +112,12 @@ def clean_documents(twin_id: str, posts: list[Post]) -> list[CleanDocument]:
     return [CleanDocument(id=raw.id, twin_id=twin_id, platform=raw.platform, kind=raw.kind, link=raw.link,
                           content=raw.content, content_hash=content_hash(raw.content), raw_hash=raw.content_hash)
             for raw in raw_documents(twin_id, posts)]
+
+
+def announcements(docs: list[RawDocument] | list[CleanDocument]) -> list[RawDocStored | CleanDocStored]:
+    """The messages the stage before would send for these stored documents."""
+    return [(RawDocStored if isinstance(d, RawDocument) else CleanDocStored)(
+        id=d.id, twin_id=d.twin_id, kind=d.kind, platform=d.platform, content_hash=d.content_hash) for d in docs]
 
 
 def store(settings: Settings, collection: Collection, docs: list[RawDocument] | list[CleanDocument]) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import signal
 
-from llmtwin.events import CleanDocStored, Topic
+from llmtwin.events import Topic
 from llmtwin.testing.stages import stage_process
 from llmtwin.warehouse import Collection
 
-from .conftest import clean_documents, committed_offsets, count, point_ids, store, topic_sizes, wait_for
+from .conftest import announcements, clean_documents, committed_offsets, count, point_ids, store, topic_sizes, wait_for
 from .corpus import Expected, make_posts
 from .test_outages import healthy, send
 
@@ -20,8 +20,7 @@ def test_sigterm_mid_batch_hands_back_the_work_and_a_restart_finishes_it(bus_set
     settings = bus_settings.model_copy(update={"qdrant_url": qdrant_url})
     posts = make_posts(DOCUMENTS, seed=21)
     docs = clean_documents(TWIN, posts)
-    events = [CleanDocStored(id=d.id, twin_id=d.twin_id, kind=d.kind, platform=d.platform,
-                             content_hash=d.content_hash) for d in docs]
+    events = announcements(docs)
     group, source = "twin-embedder", Topic.CLEAN_DOCS.value
 
     with stage_process("twin_embedder", settings, tmp_path / "embedder-1.log", "embedder_port") as first:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import httpx
 
 from llmtwin.bus.producer import SyncEventProducer
-from llmtwin.events import CleanDocStored, Event, RawDocStored, Topic
+from llmtwin.events import Event, Topic
 from llmtwin.infra.process import LocalServer, free_port
 from llmtwin.infra.qdrant_server import qdrant_local
 from llmtwin.settings import Settings
@@ -20,6 +20,7 @@ from llmtwin.testing.warehouse import nx_27017_server
 from llmtwin.warehouse import Collection
 
 from .conftest import (
+    announcements,
     clean_documents,
     committed_offsets,
     count,
@@ -98,8 +99,7 @@ def test_the_embedder_waits_out_a_qdrant_outage(bus_settings, tmp_path):
     posts = make_posts(DOCUMENTS, seed=11)
     docs = clean_documents(TWIN, posts)
     store(settings, Collection.CLEAN_DOCUMENTS, docs[:1])
-    events = [CleanDocStored(id=d.id, twin_id=d.twin_id, kind=d.kind, platform=d.platform,
-                             content_hash=d.content_hash) for d in docs]
+    events = announcements(docs)
     try:
         with stage_process("twin_embedder", settings, tmp_path / "embedder.log", "embedder_port") as stage:
             def stop_store() -> None:
@@ -127,8 +127,7 @@ def test_the_cleaner_waits_out_a_mongo_outage(bus_settings, tmp_path):
     servers = [mongo().start()]
     docs = raw_documents(TWIN, make_posts(DOCUMENTS, seed=12))
     store(settings, Collection.RAW_DOCUMENTS, docs[:1])
-    events = [RawDocStored(id=d.id, twin_id=d.twin_id, kind=d.kind, platform=d.platform,
-                           content_hash=d.content_hash) for d in docs]
+    events = announcements(docs)
     try:
         with stage_process("twin_cleaner", settings, tmp_path / "cleaner.log", "cleaner_port") as stage:
             def stop_store() -> None:
@@ -153,8 +152,7 @@ def test_the_embedder_started_while_qdrant_is_down_waits_for_it(bus_settings, tm
     qdrant = qdrant_local(tmp_path / "qdrant", port=port, log_path=tmp_path / "qdrant.log")
     with stage_process("twin_embedder", settings, tmp_path / "embedder.log", "embedder_port") as stage:
         wait_for(lambda: healthy(stage), bool, 180, "embedder healthy")
-        send(settings, [CleanDocStored(id=d.id, twin_id=d.twin_id, kind=d.kind, platform=d.platform,
-                                       content_hash=d.content_hash) for d in docs])
+        send(settings, announcements(docs))
         wait_for(lambda: metric_value(stage, "twin_stage_retries_total", stage="embedder", cause="outage"),
                  lambda n: n >= 3, 180, "embedder retrying its start-up")
         assert stage.get("/readyz").status_code == 503

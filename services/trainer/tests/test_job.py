@@ -106,6 +106,15 @@ async def test_a_better_model_is_promoted_and_a_worse_one_rejected(bus_settings,
     assert "candidate_style_score" in rejected_run.data.metrics
 
 
+def register_a_champion(twin_id: str, folder: Path) -> None:
+    """Version 1 of the twin's model, promoted: what a failing job must leave alone."""
+    with mlflow.start_run() as run:
+        pass
+    folder.mkdir()
+    (folder / "twin_model.json").write_text(json.dumps({"twin_id": twin_id, "base_model": "tiny"}))
+    registry.set_champion(twin_id, registry.register_adapter(twin_id, folder, run_id=run.info.run_id, tags={}).version)
+
+
 async def _run(settings: Settings, job_id: str) -> TrainingJob:
     # run_job owns its event loop (it is a process's main function): give it a thread of its own.
     recorded = await asyncio.to_thread(run_job, settings, job_id)
@@ -116,12 +125,7 @@ async def _run(settings: Settings, job_id: str) -> TrainingJob:
 async def test_a_job_whose_dataset_is_gone_fails_with_the_reason_and_keeps_the_champion(
         bus_settings, tiny_base_model, tmp_path, with_registry):
     settings = with_registry(job_settings(bus_settings, tiny_base_model))
-    with mlflow.start_run() as run:
-        pass
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "twin_model.json").write_text('{"twin_id": "ann", "base_model": "tiny"}')
-    registry.set_champion("ann", registry.register_adapter("ann", adapter, run_id=run.info.run_id, tags={}).version)
+    register_a_champion("ann", tmp_path / "adapter")
     await store_job(settings, [], "job-lost", dataset=None)
 
     env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir), "TWIN_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}

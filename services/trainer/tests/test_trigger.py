@@ -270,20 +270,14 @@ async def test_a_real_training_job_killed_mid_training_is_failed_and_the_champio
     import os
     import signal
 
-    import mlflow
     from llmtwin import registry
     from llmtwin.domain import Split, Twin
 
-    from .test_job import job_settings
+    from .test_job import job_settings, register_a_champion
 
     # Far more steps than the test waits for: the job is surely mid-training when it dies.
     settings = with_registry(job_settings(bus_settings, tiny_base_model, train_max_steps=100_000))
-    with mlflow.start_run() as run:
-        pass
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "twin_model.json").write_text('{"twin_id": "ann", "base_model": "tiny"}')
-    registry.set_champion("ann", registry.register_adapter("ann", adapter, run_id=run.info.run_id, tags={}).version)
+    register_a_champion("ann", tmp_path / "adapter")
 
     warehouse = open_warehouse(settings.warehouse)
     try:

@@ -6,14 +6,12 @@ and schemes other than http(s): refused with a clear message by the inference AP
 the web's profile URL check (private hosts not allowed) and the crawler."""
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import httpx
 import pytest
 import scrapy
 from llmtwin.addresses import is_public_address, literal_address
 from llmtwin.domain import Platform
+from llmtwin.testing.pages import serve_pages
 from scrapy.exceptions import IgnoreRequest
 from twin_crawler.config import CrawlConfig
 from twin_crawler.items import CrawlRefused, CrawlTarget, Failed
@@ -41,31 +39,10 @@ def loopback_site():
     """A real page on loopback, and redirects from it into private addresses and other schemes."""
     redirects = {"/to-metadata": "http://169.254.169.254/latest/meta-data/", "/to-ipv6-loopback": "http://[::1]/",
                  "/to-decimal": "http://2852039166/", "/to-file": "file:///etc/passwd"}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path in redirects:
-                self.send_response(302)
-                self.send_header("Location", redirects[self.path])
-                self.end_headers()
-                return
-            body = b"<html><head><title>Hello</title></head><body><article><p>" + b"A page. " * 40 + \
-                   b"</p></article></body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    page = b"<html><head><title>Hello</title></head><body><article><p>" + b"A page. " * 40 + \
+        b"</p></article></body></html>"
+    with serve_pages({}, default=page, redirects=redirects) as url:
+        yield url
 
 
 # --- the shared policy -----------------------------------------------------------------------

@@ -3,7 +3,6 @@ a local Qdrant holding two twins' chunks embedded by the real model, a warehouse
 both twins, and the app served by a real uvicorn server on a free port."""
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from llmtwin.domain import (
 from llmtwin.infra.process import free_port
 from llmtwin.infra.qdrant_server import qdrant_local
 from llmtwin.settings import Settings
+from llmtwin.testing.pages import serve_pages
 from llmtwin.testing.served import ServedApp
 from llmtwin.testing.vectors import seed_twins
 from llmtwin.vectors import open_vector_client
@@ -169,35 +169,9 @@ def serve() -> Callable[..., ServedApp]:
 @pytest.fixture(scope="module")
 def web_page():
     """A real local web server with an article, a redirect to the metadata address and a huge page."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/to-metadata":
-                self.send_response(302)
-                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-                self.end_headers()
-                return
-            body = (ARTICLE_HTML if self.path == "/article" else "x" * 3_000_000).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    class QuietServer(ThreadingHTTPServer):
-        def handle_error(self, request, client_address) -> None:
-            pass  # a client that stops reading the huge page is what the size-cap test wants
-
-    server = QuietServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_pages({"/article": ARTICLE_HTML.encode()}, default=b"x" * 3_000_000,
+                     redirects={"/to-metadata": "http://169.254.169.254/latest/meta-data/"}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ def nx_27017_binary() -> Path:
 
 def nx_27017_server(host: str, port: int, data_dir: Path) -> LocalServer:
     """A Mongo-wire-compatible server (nx-27017, SQLite inside) keeping everything in `data_dir`,
-    its PID file too: by default it shares /tmp/nx_27017.pid, and a second server would refuse to start."""
+    its PID file too: by default every nx-27017 shares one PID file, and a second server would refuse to start."""
     argv = [str(nx_27017_binary()), "--host", host, "-p", str(port), "--data-dir", str(data_dir),
             "--pid-file", str(data_dir / "nx_27017.pid"), "--log-file", str(data_dir / "nx_27017.log")]
     return LocalServer("nx-27017", argv, host, port, log_path=data_dir / "server.log")

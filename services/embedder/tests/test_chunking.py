@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 from llmtwin.domain import CleanDocument, DocumentKind, Platform, content_hash
 from twin_embedder.chunking import chunk_document
-from twin_embedder.service import tokenizer_spans
+from twin_embedder.service import tokenize_with
 
 WINDOW = 256  # all-MiniLM-L6-v2's max_seq_length, special tokens included
 MAX_TOKENS = WINDOW - 2  # [CLS] and [SEP]
@@ -26,7 +26,26 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def spans(tokenizer):
-    return tokenizer_spans(tokenizer)
+    """Each token's character span in a text."""
+    tokenize = tokenize_with(tokenizer)
+    return lambda text: tokenize(text).spans
+
+
+@pytest.fixture(scope="module")
+def chunk(tokenizer):
+    """chunk_document with the real tokenizer, checking that each chunk's token ids (what the model
+    embeds) are exactly the document's tokens inside the chunk, within the window."""
+    tokenize = tokenize_with(tokenizer)
+
+    def chunk(doc: CleanDocument, max_tokens: int = MAX_TOKENS):
+        pieces = chunk_document(doc, tokenize, max_tokens, OVERLAP)
+        whole = tokenize(doc.content)
+        for piece, (start, end) in zip(pieces, located(doc.content, [piece.chunk for piece in pieces])):
+            inside = [i for i, (a, b) in zip(whole.ids, whole.spans) if start <= a and b <= end]
+            assert list(piece.token_ids) == inside
+            assert piece.chunk.token_count == len(inside) <= max_tokens
+        return [piece.chunk for piece in pieces]
+    return chunk
 
 
 def document(content: str, kind: DocumentKind, link: str = "https://blog.example.com/post") -> CleanDocument:
@@ -69,13 +88,13 @@ def assert_within_window(tokenizer, chunks):
 
 def assert_every_token_covered(spans, content, chunks):
     ranges = located(content, chunks)
-    for start, end in spans([content])[0]:
+    for start, end in spans(content):
         assert any(a <= start and end <= b for a, b in ranges), f"token {content[start:end]!r} at {start} in no chunk"
 
 
-def test_article_chunks_fit_the_window_cover_everything_and_overlap_inside_paragraphs(tokenizer, spans):
+def test_article_chunks_fit_the_window_cover_everything_and_overlap_inside_paragraphs(tokenizer, spans, chunk):
     content = article_text()
-    chunks = chunk_document(document(content, DocumentKind.ARTICLE), spans, MAX_TOKENS, OVERLAP)
+    chunks = chunk(document(content, DocumentKind.ARTICLE))
     assert len(chunks) > 5
     assert [c.position for c in chunks] == list(range(len(chunks)))
     assert_within_window(tokenizer, chunks)
@@ -88,44 +107,43 @@ def test_article_chunks_fit_the_window_cover_everything_and_overlap_inside_parag
     assert all(start >= end for start, end in between)  # a paragraph starts afresh
     # Cut inside a paragraph, the next chunk repeats up to OVERLAP tokens (when it has room for them).
     assert sum(start < end for start, end in inside) >= len(inside) // 2
-    assert all(len(spans([content[start:end]])[0]) <= OVERLAP for start, end in inside if start < end)
+    assert all(len(spans(content[start:end])) <= OVERLAP for start, end in inside if start < end)
 
 
-def test_chunks_end_on_paragraph_boundaries_when_paragraphs_fit(spans):
+def test_chunks_end_on_paragraph_boundaries_when_paragraphs_fit(chunk):
     content = article_text(paragraphs=20, seed=3).split("\n\n")
     content = "\n\n".join(p for p in content if not p.startswith(("A run-on", "Blob:")))
     paragraph_ends = {m.start() for m in re.finditer(r"\n\n", content)} | {len(content)}
-    chunks = chunk_document(document(content, DocumentKind.ARTICLE), spans, MAX_TOKENS, OVERLAP)
+    chunks = chunk(document(content, DocumentKind.ARTICLE))
     assert len(chunks) > 3
     for _, end in located(content, chunks):
         assert end in paragraph_ends
 
 
-def test_ids_are_deterministic_uuids(spans):
+def test_ids_are_deterministic_uuids(chunk):
     doc = document(article_text(), DocumentKind.ARTICLE)
-    first = chunk_document(doc, spans, MAX_TOKENS, OVERLAP)
-    again = chunk_document(doc, spans, MAX_TOKENS, OVERLAP)
+    first = chunk(doc)
+    again = chunk(doc)
     assert [c.id for c in first] == [c.id for c in again]
     assert len({c.id for c in first}) == len(first)
     assert all(str(uuid.UUID(c.id)) == c.id for c in first)
-    changed = chunk_document(document(doc.content + "\n\nOne more paragraph.", DocumentKind.ARTICLE),
-                             spans, MAX_TOKENS, OVERLAP)
+    changed = chunk(document(doc.content + "\n\nOne more paragraph.", DocumentKind.ARTICLE))
     assert changed[0].id == first[0].id and changed[-1].id != first[-1].id
 
 
-def test_a_post_that_fits_is_one_chunk_and_a_long_one_is_split(tokenizer, spans):
+def test_a_post_that_fits_is_one_chunk_and_a_long_one_is_split(tokenizer, spans, chunk):
     post = "**Big news** 🚀\n\nWe shipped the twin.\n→ cleaner\n→ embedder\n\n#AI"
-    chunks = chunk_document(document(post, DocumentKind.POST), spans, MAX_TOKENS, OVERLAP)
+    chunks = chunk(document(post, DocumentKind.POST))
     assert [c.text for c in chunks] == [post]
     long_post = "\n".join(f"→ line {i}: a thought about writing in one's own voice." for i in range(80))
-    chunks = chunk_document(document(long_post, DocumentKind.POST), spans, MAX_TOKENS, OVERLAP)
+    chunks = chunk(document(long_post, DocumentKind.POST))
     assert len(chunks) > 1
     assert_within_window(tokenizer, chunks)
     assert_every_token_covered(spans, long_post, chunks)
 
 
-def test_empty_document_has_no_chunks(spans):
-    assert chunk_document(document("  \n\n ", DocumentKind.ARTICLE), spans, MAX_TOKENS, OVERLAP) == []
+def test_empty_document_has_no_chunks(chunk):
+    assert chunk(document("  \n\n ", DocumentKind.ARTICLE)) == []
 
 
 PYTHON_SOURCE = '''"""A module."""
@@ -158,9 +176,9 @@ def save(store: Store, path: Path) -> None:
 '''
 
 
-def test_python_is_split_at_definitions(tokenizer, spans):
+def test_python_is_split_at_definitions(tokenizer, spans, chunk):
     doc = document(PYTHON_SOURCE, DocumentKind.CODE, link="https://github.com/ada/repo/blob/main/store.py")
-    chunks = chunk_document(doc, spans, MAX_TOKENS, OVERLAP)
+    chunks = chunk(doc)
     assert len(chunks) > 2
     assert_within_window(tokenizer, chunks)
     assert_every_token_covered(spans, PYTHON_SOURCE, chunks)
@@ -176,10 +194,10 @@ def test_python_is_split_at_definitions(tokenizer, spans):
     assert any("\n\t\tkey, _, value" in c.text for c in chunks)
 
 
-def test_python_with_a_syntax_error_falls_back_to_blocks_and_lines(tokenizer, spans):
+def test_python_with_a_syntax_error_falls_back_to_blocks_and_lines(tokenizer, spans, chunk):
     source = "def broken(:\n    pass\n\n" + "\n".join(f"x_{i} = compute({i}, 'value number {i}')" for i in range(120))
     doc = document(source, DocumentKind.CODE, link="https://github.com/ada/repo/blob/main/broken.py")
-    chunks = chunk_document(doc, spans, MAX_TOKENS, OVERLAP)
+    chunks = chunk(doc)
     assert len(chunks) > 1
     assert_within_window(tokenizer, chunks)
     assert_every_token_covered(spans, source, chunks)
@@ -196,9 +214,9 @@ func handler{i}(w http.ResponseWriter, r *http.Request) {{
 }}''' for i in range(12)) + "\n"
 
 
-def test_other_languages_split_between_top_level_blocks(tokenizer, spans):
+def test_other_languages_split_between_top_level_blocks(tokenizer, spans, chunk):
     doc = document(GO_SOURCE, DocumentKind.CODE, link="https://github.com/ada/repo/blob/main/main.go")
-    chunks = chunk_document(doc, spans, MAX_TOKENS, OVERLAP)
+    chunks = chunk(doc)
     assert len(chunks) > 1
     assert_within_window(tokenizer, chunks)
     assert_every_token_covered(spans, GO_SOURCE, chunks)

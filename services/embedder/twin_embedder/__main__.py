@@ -12,7 +12,7 @@ def main() -> None:
     settings = Settings()
     # Batches of documents: all their chunks go through the model in one call.
     run_stage(StageSpec(name="embedder", source=Topic.CLEAN_DOCS, port=settings.embedder_port,
-                        build=build_embedder, batch_size=16, batch_within=0.5), settings)
+                        build=build_embedder, batch_size=16, batch_within=0.1), settings)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Chunking per document kind, measured in the embedding model's own tokens. Pure, no I/O.
 
-The tokenizer is passed in as `token_spans(texts) -> [[(start, end), ...], ...]`: the
-character span of every token of every text, without special tokens (a fast tokenizer's
-offset mapping). A document is tokenized once; every split below is a character span of
-it, so counting the tokens of any span is two binary searches.
+The tokenizer is passed in as `tokenize(text) -> Tokenized`: the id and character span of
+every token of the text, special tokens left out. A document is tokenized once; every split
+below is a character span of it, so counting the tokens of any span is two binary searches,
+and a chunk's tokens are the document's tokens inside its span: what the model embeds is
+exactly what was counted, so no chunk is ever truncated.
 
 - posts and articles: paragraphs, then sentences, then (for a sentence longer than the
   window) token windows cut between words; packed greedily up to `max_tokens`. A chunk that
@@ -12,9 +13,6 @@ it, so counting the tokens of any span is two binary searches.
 - code: top-level definitions (Python through `ast`, a class too big for one chunk by its
   members; other languages by blank lines and closing braces at column 0), packed without
   overlap; what is still too long falls back to windows of whole lines, then of tokens.
-
-Whatever the splitting, every chunk's text is counted again by the tokenizer at the end and
-split further if it exceeds `max_tokens`, so no chunk is ever truncated by the model.
 """
 from __future__ import annotations
 
@@ -26,18 +24,34 @@ from dataclasses import dataclass
 
 from llmtwin.domain import Chunk, CleanDocument, DocumentKind
 
-TokenSpans = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
 Span = tuple[int, int]  # a character range [start, end) of the document
 
 PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
 
 
-def chunk_document(doc: CleanDocument, token_spans: TokenSpans, max_tokens: int, overlap: int) -> list[Chunk]:
+@dataclass(frozen=True)
+class Tokenized:
+    """A text in the model's tokens, special tokens excluded: each token's id and character span."""
+
+    ids: Sequence[int]
+    spans: Sequence[Span]
+
+
+Tokenize = Callable[[str], Tokenized]
+
+
+@dataclass(frozen=True)
+class TokenizedChunk:
+    chunk: Chunk
+    token_ids: Sequence[int]  # the document's tokens inside the chunk, special tokens excluded
+
+
+def chunk_document(doc: CleanDocument, tokenize: Tokenize, max_tokens: int, overlap: int) -> list[TokenizedChunk]:
     """The document's chunks, in order, none longer than `max_tokens` tokens (special tokens excluded)."""
     if max_tokens < 1 or not 0 <= overlap < max_tokens:
         raise ValueError(f"need max_tokens >= 1 and 0 <= overlap < max_tokens, got {max_tokens}, {overlap}")
     text = doc.content
-    tokens = Tokens(text, token_spans([text])[0])
+    tokens = Tokens(text, tokenize(text))
     if not tokens.starts:
         return []
     if doc.kind is DocumentKind.CODE:
@@ -45,8 +59,9 @@ def chunk_document(doc: CleanDocument, token_spans: TokenSpans, max_tokens: int,
         spans = [_trim_code(text, span) for span in spans]
     else:
         spans = _pack(tokens, _prose_units(tokens, max_tokens), max_tokens, overlap)
-    return [Chunk.create(doc, position, text[start:end], token_count=count)
-            for position, ((start, end), count) in enumerate(_enforce_window(tokens, spans, token_spans, max_tokens))]
+    pieces = [(span, ids) for span in spans if (ids := tokens.ids_within(span))]
+    return [TokenizedChunk(Chunk.create(doc, position, text[start:end], token_count=len(ids)), ids)
+            for position, ((start, end), ids) in enumerate(pieces)]
 
 
 def is_python(doc: CleanDocument) -> bool:
@@ -55,15 +70,16 @@ def is_python(doc: CleanDocument) -> bool:
 
 @dataclass
 class Tokens:
-    """A text's token spans, for counting the tokens inside any character span."""
+    """A text's tokens, for counting and taking the tokens inside any character span."""
 
     text: str
-    spans: Sequence[tuple[int, int]]
+    tokenized: Tokenized
 
     def __post_init__(self) -> None:
-        self.spans = [span for span in self.spans if span[1] > span[0]]
-        self.starts = [start for start, _ in self.spans]
-        self.ends = [end for _, end in self.spans]
+        kept = [i for i, (start, end) in enumerate(self.tokenized.spans) if end > start]  # no zero-width tokens
+        self.ids = [self.tokenized.ids[i] for i in kept]
+        self.starts = [self.tokenized.spans[i][0] for i in kept]
+        self.ends = [self.tokenized.spans[i][1] for i in kept]
 
     def first(self, position: int) -> int:
         """Index of the first token that starts at or after `position`."""
@@ -76,9 +92,12 @@ class Tokens:
     def count(self, start: int, end: int) -> int:
         return max(0, self.stop(end) - self.first(start))
 
+    def ids_within(self, span: Span) -> list[int]:
+        return self.ids[self.first(span[0]):self.stop(span[1])]
+
     def can_cut_before(self, index: int) -> bool:
         """A cut before this token splits no word: whitespace or punctuation lies between."""
-        if index <= 0 or index >= len(self.spans):
+        if index <= 0 or index >= len(self.starts):
             return True
         before, after = self.text[self.starts[index] - 1], self.text[self.starts[index]]
         return self.ends[index - 1] < self.starts[index] or not before.isalnum() or not after.isalnum()
@@ -268,24 +287,3 @@ def _trim_code(text: str, span: Span) -> Span:
             break
         start = newline + 1
     return start, end
-
-
-# --- the guarantee ---------------------------------------------------------------------
-
-def _enforce_window(tokens: Tokens, spans: list[Span], token_spans: TokenSpans,
-                    max_tokens: int) -> list[tuple[Span, int]]:
-    """Count each chunk's own text (one tokenizer call) and split any that exceed the window.
-
-    Counting a span inside the whole text and counting its text alone can differ at cut
-    points inside a word (a word piece becomes a word start); this makes the bound exact."""
-    result = [span for span in spans if tokens.count(*span) > 0]
-    while True:
-        counts = [len(found) for found in token_spans([tokens.text[s:e] for s, e in result])]
-        too_long = [i for i, count in enumerate(counts) if count > max_tokens]
-        if not too_long:
-            return list(zip(result, counts))
-        for i in reversed(too_long):
-            inside = tokens.count(*result[i])
-            if inside <= 1:
-                raise ValueError(f"one token's text counts {counts[i]} tokens alone, over {max_tokens}")
-            result[i:i + 1] = tokens.windows(result[i], (inside + 1) // 2)

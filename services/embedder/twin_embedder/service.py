@@ -18,7 +18,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from llmtwin.domain import Chunk, CleanDocument
@@ -49,8 +48,6 @@ log = logging.getLogger(__name__)
 CHUNKS_EMBEDDED = Counter("twin_embedder_chunks_total", "Chunks embedded and written to the vector store")
 TOKENS_EMBEDDED = Counter("twin_embedder_tokens_total", "Tokens embedded (special tokens excluded)")
 DOCUMENTS = Counter("twin_embedder_documents_total", "Documents handled, by outcome", ["outcome"])
-# Chunks a write to the vector store: the last write of a batch waits for nothing else, so keep it short.
-WRITE_EVERY = 64
 CHUNKS_PER_SECOND = Gauge("twin_embedder_chunks_per_second", "Embedding throughput of the last batch")
 
 
@@ -76,7 +73,6 @@ class Embedder:
         self.collection, self.batch_size = collection, batch_size
         self.max_tokens, self.overlap = max_tokens, overlap
         self.tokenize = tokenize_with(model.tokenizer)
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="embedder-writes")
 
     async def handle(self, events: list[Event]) -> list[Event]:
         docs: dict[str, CleanDocument] = {}
@@ -108,37 +104,19 @@ class Embedder:
                 and record.duplicate_of == doc.duplicate_of and record.collection == self.collection)
 
     def _chunk_and_embed(self, docs: Sequence[CleanDocument]) -> dict[str, list[Chunk]]:
-        """Chunk, embed all chunks in one model call, upsert; blocking (runs on a worker thread).
-
-        Vectors are written as they come, on the writer thread, while the model goes on: the
-        store's requests cost next to no model time. Every write is done before this returns."""
+        """Chunk, embed all chunks in one model call, upsert; blocking (runs on a worker thread)."""
         tokenized = {doc.id: [] if doc.duplicate_of else self.chunk(doc) for doc in docs}
         everything = [piece for pieces in tokenized.values() for piece in pieces]
+        chunks = [piece.chunk for piece in everything]
         started = time.perf_counter()
-        writes: list[Future[None]] = []
-        ready: list[tuple[Chunk, list[float]]] = []
-        try:
-            # The chunks' own tokens from the document's tokenization: each text is tokenized once.
-            for rows, vectors in self.model.encode_batches([piece.token_ids for piece in everything],
-                                                           self.batch_size):
-                ready += [(everything[i].chunk, vector) for i, vector in zip(rows, vectors.tolist())]
-                if len(ready) >= WRITE_EVERY:
-                    writes.append(self.writer.submit(self._write, ready))
-                    ready = []
-            if ready:
-                writes.append(self.writer.submit(self._write, ready))
-        finally:
-            wait(writes)  # nothing is left writing when this returns or raises
-        for write in writes:
-            write.result()  # a failed write fails the batch
+        # The chunks' own tokens from the document's tokenization: each text is tokenized once.
+        vectors = self.model.encode_ids([piece.token_ids for piece in everything], self.batch_size)
         if everything:
             CHUNKS_PER_SECOND.set(len(everything) / max(time.perf_counter() - started, 1e-9))
+            upsert_chunks(self.client, self.collection, chunks, vectors.tolist())
         CHUNKS_EMBEDDED.inc(len(everything))
-        TOKENS_EMBEDDED.inc(sum(piece.chunk.token_count for piece in everything))
+        TOKENS_EMBEDDED.inc(sum(chunk.token_count for chunk in chunks))
         return {doc_id: [piece.chunk for piece in pieces] for doc_id, pieces in tokenized.items()}
-
-    def _write(self, pairs: list[tuple[Chunk, list[float]]]) -> None:
-        upsert_chunks(self.client, self.collection, [chunk for chunk, _ in pairs], [vector for _, vector in pairs])
 
     def chunk(self, doc: CleanDocument) -> list[TokenizedChunk]:
         return chunk_document(doc, self.tokenize, self.max_tokens, self.overlap)
@@ -153,7 +131,6 @@ class Embedder:
                                      content_hash=doc.content_hash)
 
     async def close(self) -> None:
-        self.writer.shutdown()
         await asyncio.to_thread(self.client.close)
         await self.warehouse.close()
 

@@ -40,6 +40,17 @@ log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = 10.0  # seconds between two tries of a batch, at most
 
 
+class Backoff:
+    """Waits between tries: 0.5 s, doubling each time, at most MAX_RETRY_DELAY."""
+
+    def __init__(self) -> None:
+        self.delay = 0.5
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, MAX_RETRY_DELAY)
+
+
 class Processor(Protocol):
     async def handle(self, events: list[Event]) -> list[Event]:
         """Process a batch; return the events to emit. Raise BadMessage for input that can never work."""
@@ -128,7 +139,7 @@ class StageRunner:
     async def _processor(self) -> Processor:
         """The processor, built on first use; a store that is down at start-up is waited for."""
         async with self._building:
-            delay = 0.5
+            backoff = Backoff()
             while self.processor is None:
                 try:
                     self.processor = await self.spec.build(self.settings)
@@ -137,9 +148,8 @@ class StageRunner:
                         raise
                     STAGE_RETRIES.labels(self.spec.name, "outage").inc()
                     log.warning("%s: cannot start yet, a store is down (%s); trying again in %.1fs",
-                                self.spec.name, exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, MAX_RETRY_DELAY)
+                                self.spec.name, exc, backoff.delay)
+                    await backoff.wait()
         return self.processor
 
     async def emit(self, event: Event) -> None:
@@ -153,7 +163,7 @@ class StageRunner:
 
     async def _handle_with_retries(self, processor: Processor, events: list[Event]) -> list[Event]:
         """Handle a batch; wait out a store's outage however long, retry other failures `retries` times."""
-        delay, failures = 0.5, 0
+        backoff, failures = Backoff(), 0
         while True:
             try:
                 return await processor.handle(events)
@@ -167,10 +177,9 @@ class StageRunner:
                         raise
                 STAGE_RETRIES.labels(self.spec.name, "outage" if outage else "error").inc()
                 log.warning("%s: batch failed (%s: %s), retrying in %.1fs", self.spec.name,
-                            "store outage" if outage else f"failure {failures}", exc, delay,
+                            "store outage" if outage else f"failure {failures}", exc, backoff.delay,
                             exc_info=not outage)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_DELAY)
+                await backoff.wait()
 
     async def _handle_one_by_one(self, processor: Processor, decoded: list[tuple[bytes, Event]]) -> list[Event]:
         """A batch failed: handle its items alone, so only the culprit goes to the dead-letter topic."""
@@ -230,17 +239,16 @@ class StageRunner:
             """At start-up (the embedded broker keeps nothing), then whenever the stage has caught up
             with its topic: what is still unfinished then was stored but never announced (a crash
             between a store and its send upstream), so it is sent again rather than left waiting."""
-            delay, pending = 0.5, True  # the start-up replay is pending until it succeeds once
+            backoff, pending = Backoff(), True  # the start-up replay is pending until it succeeds once
             while True:
                 if pending or self._lag() == 0:
                     try:
                         await self._replay_backlog()
-                        pending, delay = False, 0.5
+                        pending, backoff = False, Backoff()
                     except Exception as exc:  # a store down: try again soon, the stage goes on meanwhile
                         log.warning("%s: could not replay the backlog (%s); trying again in %.1fs",
-                                    spec.name, exc, delay)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, MAX_RETRY_DELAY)
+                                    spec.name, exc, backoff.delay)
+                        await backoff.wait()
                         continue
                 await asyncio.sleep(self.settings.backlog_sweep_seconds)
 

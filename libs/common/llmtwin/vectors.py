@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 from qdrant_client.http.exceptions import UnexpectedResponse
@@ -68,7 +69,8 @@ def upsert_chunks(client: QdrantClient, collection: str, chunks: Sequence[Chunk]
                   vectors: Sequence[Sequence[float]]) -> None:
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-    points = [models.PointStruct(id=chunk.id, vector=[float(x) for x in vector],
+    # One conversion per row (numpy rows or lists alike), not one float() per element.
+    points = [models.PointStruct(id=chunk.id, vector=np.asarray(vector, dtype=np.float64).tolist(),
                                  payload=chunk.model_dump(mode="json"))
               for chunk, vector in zip(chunks, vectors)]
     for start in range(0, len(points), UPSERT_BATCH):

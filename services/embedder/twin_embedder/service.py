@@ -113,7 +113,7 @@ class Embedder:
         vectors = self.model.encode_ids([piece.token_ids for piece in everything], self.batch_size)
         if everything:
             CHUNKS_PER_SECOND.set(len(everything) / max(time.perf_counter() - started, 1e-9))
-            upsert_chunks(self.client, self.collection, chunks, vectors.tolist())
+            upsert_chunks(self.client, self.collection, chunks, vectors)
         CHUNKS_EMBEDDED.inc(len(everything))
         TOKENS_EMBEDDED.inc(sum(chunk.token_count for chunk in chunks))
         return {doc_id: [piece.chunk for piece in pieces] for doc_id, pieces in tokenized.items()}

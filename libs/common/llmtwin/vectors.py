@@ -11,7 +11,7 @@ field names, so every filter here names a field that the writer really stored.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -77,11 +77,16 @@ def upsert_chunks(client: QdrantClient, collection: str, chunks: Sequence[Chunk]
         client.upsert(collection, points=points[start:start + UPSERT_BATCH], wait=True)
 
 
-def delete_stale_chunks(client: QdrantClient, collection: str, document_id: str, keep_ids: Iterable[str]) -> None:
-    """Remove a document's chunks that are not in `keep_ids` (what a re-chunked document left behind)."""
-    keep = list(keep_ids)
-    stale = models.Filter(must=[_match("document_id", document_id)],
-                          must_not=[models.HasIdCondition(has_id=keep)] if keep else None)
+def delete_stale_chunks(client: QdrantClient, collection: str, keep: Mapping[str, Iterable[str]]) -> None:
+    """Remove each document's chunks that are not among its ids in `keep` (what a re-chunked
+    document left behind; all of them for an empty list), for every document in one request.
+
+    A chunk's id derives from its document's, so one document's ids never name another's chunks."""
+    if not keep:
+        return
+    kept = [chunk_id for ids in keep.values() for chunk_id in ids]
+    stale = models.Filter(must=[models.FieldCondition(key="document_id", match=models.MatchAny(any=list(keep)))],
+                          must_not=[models.HasIdCondition(has_id=kept)] if kept else None)
     client.delete(collection, points_selector=models.FilterSelector(filter=stale), wait=True)
 
 

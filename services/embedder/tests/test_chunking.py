@@ -8,8 +8,7 @@ from itertools import pairwise
 
 import pytest
 from llmtwin.domain import CleanDocument, DocumentKind, Platform, content_hash
-from twin_embedder.chunking import chunk_document
-from twin_embedder.service import tokenize_with
+from twin_embedder.chunking import Tokenized, chunk_document
 
 WINDOW = 256  # all-MiniLM-L6-v2's max_seq_length, special tokens included
 MAX_TOKENS = WINDOW - 2  # [CLS] and [SEP]
@@ -25,20 +24,26 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def spans(tokenizer):
+def tokenize(embedding_model):
+    """A text in the model's tokens, as the embedder tokenizes its documents."""
+    def tokenize(text: str) -> Tokenized:
+        [tokens] = embedding_model.tokenize([text])
+        return Tokenized(tokens.ids, tokens.offsets)
+    return tokenize
+
+
+@pytest.fixture(scope="module")
+def spans(tokenize):
     """Each token's character span in a text."""
-    tokenize = tokenize_with(tokenizer)
     return lambda text: tokenize(text).spans
 
 
 @pytest.fixture(scope="module")
-def chunk(tokenizer):
+def chunk(tokenize):
     """chunk_document with the real tokenizer, checking that each chunk's token ids (what the model
     embeds) are exactly the document's tokens inside the chunk, within the window."""
-    tokenize = tokenize_with(tokenizer)
-
     def chunk(doc: CleanDocument, max_tokens: int = MAX_TOKENS):
-        pieces = chunk_document(doc, tokenize, max_tokens, OVERLAP)
+        pieces = chunk_document(doc, tokenize(doc.content), max_tokens, OVERLAP)
         whole = tokenize(doc.content)
         for piece, (start, end) in zip(pieces, located(doc.content, [piece.chunk for piece in pieces])):
             inside = [i for i, (a, b) in zip(whole.ids, whole.spans) if start <= a and b <= end]

@@ -1,7 +1,7 @@
 """Chunking per document kind, measured in the embedding model's own tokens. Pure, no I/O.
 
-The tokenizer is passed in as `tokenize(text) -> Tokenized`: the id and character span of
-every token of the text, special tokens left out. A document is tokenized once; every split
+The document comes with its tokens (`Tokenized`): the id and character span of every token of
+its text, special tokens left out. A document is tokenized once; every split
 below is a character span of it, so counting the tokens of any span is two binary searches,
 and a chunk's tokens are the document's tokens inside its span: what the model embeds is
 exactly what was counted, so no chunk is ever truncated.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import bisect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmtwin.domain import Chunk, CleanDocument, DocumentKind
@@ -37,8 +37,6 @@ class Tokenized:
     spans: Sequence[Span]
 
 
-Tokenize = Callable[[str], Tokenized]
-
 
 @dataclass(frozen=True)
 class TokenizedChunk:
@@ -46,12 +44,13 @@ class TokenizedChunk:
     token_ids: Sequence[int]  # the document's tokens inside the chunk, special tokens excluded
 
 
-def chunk_document(doc: CleanDocument, tokenize: Tokenize, max_tokens: int, overlap: int) -> list[TokenizedChunk]:
-    """The document's chunks, in order, none longer than `max_tokens` tokens (special tokens excluded)."""
+def chunk_document(doc: CleanDocument, tokenized: Tokenized, max_tokens: int, overlap: int) -> list[TokenizedChunk]:
+    """The document's chunks, in order, none longer than `max_tokens` tokens (special tokens excluded);
+    `tokenized` is its content in the model's tokens."""
     if max_tokens < 1 or not 0 <= overlap < max_tokens:
         raise ValueError(f"need max_tokens >= 1 and 0 <= overlap < max_tokens, got {max_tokens}, {overlap}")
     text = doc.content
-    tokens = Tokens(text, tokenize(text))
+    tokens = Tokens(text, tokenized)
     if not tokens.starts:
         return []
     if doc.kind is DocumentKind.CODE:

@@ -1,11 +1,12 @@
 """The embedder stage: clean_docs -> (Qdrant: chunks with vectors) -> chunks.
 
-For a batch of CleanDocStored messages it loads the clean documents, chunks each one in
-the embedding model's own tokens (chunking.py), embeds every chunk of the batch in ONE
-model call on a worker thread (the chunker's token ids, so each text is tokenized once; the
-model sorts them by length, so each inner batch holds chunks of similar length), upserts the
-points, deletes the chunks a re-processed document no longer has, records which chunks each
-document version has (warehouse CHUNK_RECORDS) and emits one ChunksStored per document.
+For a batch of CleanDocStored messages it loads the clean documents, tokenizes them (side by
+side on the model's threads) and chunks each one in the model's own tokens (chunking.py),
+deletes the chunks a re-processed document no longer has, embeds every chunk of the batch in
+ONE model call on a worker thread (the chunker's token ids, so each text is tokenized once; the
+model sorts them by length, so each inner batch holds chunks of similar length) and upserts
+the points as the model's inner batches come back, records which chunks each document version
+has (warehouse CHUNK_RECORDS) and emits one ChunksStored per document.
 
 Near-duplicates (`duplicate_of` set by the cleaner) get no chunks: whatever they had is
 deleted, so one text is never retrieved twice. A document whose record already matches
@@ -18,8 +19,8 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
+import numpy as np
 from llmtwin.domain import Chunk, CleanDocument
 from llmtwin.embeddings import (
     EmbeddingModel,
@@ -41,7 +42,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
 from qdrant_client import QdrantClient
 
-from .chunking import Tokenize, Tokenized, TokenizedChunk, chunk_document
+from .chunking import Tokenized, TokenizedChunk, chunk_document
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ CHUNKS_EMBEDDED = Counter("twin_embedder_chunks_total", "Chunks embedded and wri
 TOKENS_EMBEDDED = Counter("twin_embedder_tokens_total", "Tokens embedded (special tokens excluded)")
 DOCUMENTS = Counter("twin_embedder_documents_total", "Documents handled, by outcome", ["outcome"])
 CHUNKS_PER_SECOND = Gauge("twin_embedder_chunks_per_second", "Embedding throughput of the last batch")
+# Vectors written a request at a time as their model batches come back: the last request,
+# written after the model is done, stays small.
+WRITE_EVERY = 128
 
 
 class ChunkRecord(BaseModel):
@@ -72,7 +76,6 @@ class Embedder:
         self.records = Repository(warehouse, Collection.CHUNK_RECORDS, ChunkRecord)
         self.collection, self.batch_size = collection, batch_size
         self.max_tokens, self.overlap = max_tokens, overlap
-        self.tokenize = tokenize_with(model.tokenizer)
 
     async def handle(self, events: list[Event]) -> list[Event]:
         docs: dict[str, CleanDocument] = {}
@@ -87,11 +90,9 @@ class Embedder:
         stale = [doc for doc in docs.values() if not self._is_current(records.get(doc.id), doc)]
         chunks = await asyncio.to_thread(self._chunk_and_embed, stale)
         for doc in stale:
-            kept = [chunk.id for chunk in chunks[doc.id]]
-            await asyncio.to_thread(delete_stale_chunks, self.client, self.collection, doc.id, kept)
             records[doc.id] = ChunkRecord(id=doc.id, twin_id=doc.twin_id, content_hash=doc.content_hash,
-                                          duplicate_of=doc.duplicate_of, chunk_ids=kept,
-                                          collection=self.collection)
+                                          duplicate_of=doc.duplicate_of, collection=self.collection,
+                                          chunk_ids=[chunk.id for chunk in chunks[doc.id]])
             await self.records.add(records[doc.id])
             DOCUMENTS.labels("duplicate" if doc.duplicate_of else "embedded").inc()
         DOCUMENTS.labels("unchanged").inc(len(docs) - len(stale))
@@ -104,22 +105,40 @@ class Embedder:
                 and record.duplicate_of == doc.duplicate_of and record.collection == self.collection)
 
     def _chunk_and_embed(self, docs: Sequence[CleanDocument]) -> dict[str, list[Chunk]]:
-        """Chunk, embed all chunks in one model call, upsert; blocking (runs on a worker thread)."""
-        tokenized = {doc.id: [] if doc.duplicate_of else self.chunk(doc) for doc in docs}
-        everything = [piece for pieces in tokenized.values() for piece in pieces]
-        chunks = [piece.chunk for piece in everything]
+        """Chunk, embed every chunk in one model call, write them; blocking (runs on a worker thread).
+
+        This thread stays busy beside the model's: it deletes the documents' stale chunks and
+        writes each few batches' vectors while the model encodes the next ones, so the cores are
+        not left idle between two stage batches waiting for the writes."""
+        originals = [doc for doc in docs if not doc.duplicate_of]
+        tokenized = self.model.tokenize([doc.content for doc in originals])
+        pieces: dict[str, list[TokenizedChunk]] = {doc.id: [] for doc in docs}
+        for doc, tokens in zip(originals, tokenized):
+            pieces[doc.id] = chunk_document(doc, Tokenized(tokens.ids, tokens.offsets), self.max_tokens, self.overlap)
+        everything = [piece for doc_pieces in pieces.values() for piece in doc_pieces]
         started = time.perf_counter()
         # The chunks' own tokens from the document's tokenization: each text is tokenized once.
-        vectors = self.model.encode_ids([piece.token_ids for piece in everything], self.batch_size)
+        batches = self.model.encode_batches([piece.token_ids for piece in everything], self.batch_size)
+        delete_stale_chunks(self.client, self.collection,
+                            {doc_id: [piece.chunk.id for piece in doc_pieces] for doc_id, doc_pieces in pieces.items()})
+        encoded: list[tuple[int, np.ndarray]] = []  # (index into everything, vector), not written yet
+        for rows, vectors in batches:
+            encoded += zip(rows, vectors)
+            if len(encoded) >= WRITE_EVERY:
+                self._write(everything, encoded)
+                encoded = []
+        self._write(everything, encoded)
         if everything:
             CHUNKS_PER_SECOND.set(len(everything) / max(time.perf_counter() - started, 1e-9))
-            upsert_chunks(self.client, self.collection, chunks, vectors)
-        CHUNKS_EMBEDDED.inc(len(everything))
-        TOKENS_EMBEDDED.inc(sum(chunk.token_count for chunk in chunks))
-        return {doc_id: [piece.chunk for piece in pieces] for doc_id, pieces in tokenized.items()}
+        return {doc_id: [piece.chunk for piece in doc_pieces] for doc_id, doc_pieces in pieces.items()}
 
-    def chunk(self, doc: CleanDocument) -> list[TokenizedChunk]:
-        return chunk_document(doc, self.tokenize, self.max_tokens, self.overlap)
+    def _write(self, pieces: list[TokenizedChunk], encoded: list[tuple[int, np.ndarray]]) -> None:
+        """Upsert the chunks `encoded` names (by index into `pieces`) with their vectors."""
+        if encoded:
+            chunks = [pieces[i].chunk for i, _ in encoded]
+            upsert_chunks(self.client, self.collection, chunks, [vector for _, vector in encoded])
+            CHUNKS_EMBEDDED.inc(len(chunks))
+            TOKENS_EMBEDDED.inc(sum(chunk.token_count for chunk in chunks))
 
     async def backlog(self) -> AsyncIterator[Event]:
         """Clean documents whose chunks are missing, of another version or duplicate status, or in another
@@ -133,15 +152,6 @@ class Embedder:
     async def close(self) -> None:
         await asyncio.to_thread(self.client.close)
         await self.warehouse.close()
-
-
-def tokenize_with(tokenizer: Any) -> Tokenize:
-    """Token ids and character spans, special tokens left out, from a fast tokenizer."""
-    def tokenize(text: str) -> Tokenized:
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                            return_attention_mask=False, return_token_type_ids=False, verbose=False)
-        return Tokenized(encoded["input_ids"], [tuple(offsets) for offsets in encoded["offset_mapping"]])
-    return tokenize
 
 
 def chunk_limit(settings: Settings, model: EmbeddingModel) -> int:

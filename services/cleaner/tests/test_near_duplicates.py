@@ -1,14 +1,11 @@
 """Near-duplicates: a cross-post is found, a different text on the same topic is not."""
 from __future__ import annotations
 
+import re
+
 from llmtwin.domain import DocumentKind
 from twin_cleaner.cleaning import CleaningPolicy, clean_text
-from twin_cleaner.near_duplicates import (
-    NearDuplicateIndex,
-    minhash,
-    shingles,
-    similarity,
-)
+from twin_cleaner.near_duplicates import NearDuplicateIndex, minhash, similarity
 
 MEDIUM_ARTICLE = """Why your RAG system retrieves the wrong chunks
 
@@ -58,6 +55,12 @@ def test_cross_post_is_a_near_duplicate_and_a_different_text_is_not():
     assert index.original_of("medium-1", article) is None
 
 
+def shingles(text: str) -> set[tuple[str, ...]]:
+    """What a signature stands for: the text's word 3-grams, casefolded."""
+    words = re.findall(r"\w+", text.casefold())
+    return {tuple(words[i:i + 3]) for i in range(len(words) - 2)}
+
+
 def test_signature_estimates_jaccard_and_is_stable():
     a = "the quick brown fox jumps over the lazy dog " * 3 + "and then it rests"
     b = "the quick brown fox jumps over the lazy dog " * 3 + "and then it runs away fast"
@@ -65,6 +68,8 @@ def test_signature_estimates_jaccard_and_is_stable():
     assert abs(similarity(minhash(a), minhash(b)) - exact) < 0.15
     assert (minhash(a) == minhash(a)).all()
     assert minhash("   ...  ") is None
+    assert similarity(minhash("two words"), minhash("Two, words!")) == 1.0  # shorter than a shingle: one shingle
+    assert similarity(minhash("alpha beta gamma delta"), minhash("delta gamma beta alpha")) == 0.0  # order counts
 
 
 def test_most_similar_original_wins():

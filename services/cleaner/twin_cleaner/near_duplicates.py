@@ -27,7 +27,8 @@ def minhash(text: str) -> np.ndarray | None:
     formatting, punctuation and emphasis do not count); None for a text without words.
 
     Each distinct word is hashed once and a shingle's hash is mixed from its words' hashes in
-    numpy, rather than each shingle's string hashed apart (0.06 vs 0.32 s for the corpus's 76 articles)."""
+    numpy, rather than each shingle's string hashed apart (0.13-0.16 vs 0.22-0.36 s for the corpus's 76
+    articles)."""
     words = _WORD.findall(text.casefold())
     if not words:
         return None
@@ -42,10 +43,9 @@ def minhash(text: str) -> np.ndarray | None:
         hashes = np.zeros(count, dtype=np.uint64)
         for offset in range(size):  # order matters: "a b c" is not "c b a"
             hashes = _mix(hashes * _SHINGLE_MULTIPLIER + word_hashes[offset:offset + count])
-        # 128 hash functions: multiply-add modulo 2^64, odd multipliers; one at a time, so the
-        # temporaries stay in the cache (a shingles x 128 matrix took 4x longer).
-        shingle_hashes = np.unique(hashes)
-        return np.array([(shingle_hashes * a + b).min() for a, b in zip(_A, _B)], dtype=np.uint64)
+        # 128 hash functions: multiply-add modulo 2^64, odd multipliers.
+        permuted = np.unique(hashes)[:, None] * _A[None, :] + _B[None, :]
+    return permuted.min(axis=0)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Chunking per document kind, measured in the embedding model's own tokens. Pure, no I/O.
 
 The document comes with its tokens (`Tokenized`): the id and character span of every token of
-its text, special tokens left out. A document is tokenized once; every split
-below is a character span of it, so counting the tokens of any span is two binary searches,
-and a chunk's tokens are the document's tokens inside its span: what the model embeds is
-exactly what was counted, so no chunk is ever truncated.
+its text, special tokens left out. A document is tokenized once; every split below is a
+character span of it, so counting the tokens of any span is two binary searches, and a
+chunk's tokens are the document's tokens inside its span: what the model embeds is exactly
+what was counted, so no chunk is ever truncated.
 
 - posts and articles: paragraphs, then sentences, then (for a sentence longer than the
   window) token windows cut between words; packed greedily up to `max_tokens`. A chunk that
@@ -35,7 +35,6 @@ class Tokenized:
 
     ids: Sequence[int]
     spans: Sequence[Span]
-
 
 
 @dataclass(frozen=True)

@@ -116,11 +116,12 @@ class Embedder:
         for doc, tokens in zip(originals, tokenized):
             pieces[doc.id] = chunk_document(doc, Tokenized(tokens.ids, tokens.offsets), self.max_tokens, self.overlap)
         everything = [piece for doc_pieces in pieces.values() for piece in doc_pieces]
+        chunks = {doc_id: [piece.chunk for piece in doc_pieces] for doc_id, doc_pieces in pieces.items()}
         started = time.perf_counter()
         # The chunks' own tokens from the document's tokenization: each text is tokenized once.
         batches = self.model.encode_batches([piece.token_ids for piece in everything], self.batch_size)
         delete_stale_chunks(self.client, self.collection,
-                            {doc_id: [piece.chunk.id for piece in doc_pieces] for doc_id, doc_pieces in pieces.items()})
+                            {doc_id: [chunk.id for chunk in doc_chunks] for doc_id, doc_chunks in chunks.items()})
         encoded: list[tuple[int, np.ndarray]] = []  # (index into everything, vector), not written yet
         for rows, vectors in batches:
             encoded += zip(rows, vectors)
@@ -130,7 +131,7 @@ class Embedder:
         self._write(everything, encoded)
         if everything:
             CHUNKS_PER_SECOND.set(len(everything) / max(time.perf_counter() - started, 1e-9))
-        return {doc_id: [piece.chunk for piece in doc_pieces] for doc_id, doc_pieces in pieces.items()}
+        return chunks
 
     def _write(self, pieces: list[TokenizedChunk], encoded: list[tuple[int, np.ndarray]]) -> None:
         """Upsert the chunks `encoded` names (by index into `pieces`) with their vectors."""

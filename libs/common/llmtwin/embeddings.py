@@ -63,20 +63,20 @@ class EmbeddingModel(ABC):
         return [encoding for encodings in self._map(lambda group: tokenizer.encode_batch(
             group, add_special_tokens=False), groups) for encoding in encodings]
 
-    @cached_property
-    def _plain_tokenizer(self) -> Any:
-        """A copy of the tokenizer's engine that never truncates or pads: the `transformers`
-        tokenizer switches its engine's truncation on and off per call, which a thread tokenizing
-        beside another call would see."""
+    def _use_tokenizer(self, tokenizer: Any) -> None:
+        """Take the model's tokenizer, and a copy of its engine that never truncates or pads, made
+        now rather than on the first batch (~45 ms): the `transformers` tokenizer switches its
+        engine's truncation on and off per call, which a thread tokenizing beside another call
+        would see."""
         from tokenizers import Tokenizer
 
-        if not getattr(self.tokenizer, "is_fast", False):
+        if not getattr(tokenizer, "is_fast", False):
             raise ValueError("the embedding model needs a fast tokenizer (tokenizer.json): chunks are cut "
                              "by its character offsets")
-        plain = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
-        plain.no_truncation()
-        plain.no_padding()
-        return plain
+        self.tokenizer = tokenizer
+        self._plain_tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self._plain_tokenizer.no_truncation()
+        self._plain_tokenizer.no_padding()
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in order; a text longer than the window
@@ -188,7 +188,8 @@ class TorchEmbeddingModel(EmbeddingModel):
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(source).eval()
-        self.tokenizer, self.max_seq_length = self.model.tokenizer, self.model.max_seq_length
+        self._use_tokenizer(self.model.tokenizer)
+        self.max_seq_length = self.model.max_seq_length
         dimension = self.model.get_embedding_dimension()
         if not dimension:
             raise ValueError(f"the embedding model {source} does not say its dimension")
@@ -214,7 +215,7 @@ class OnnxEmbeddingModel(EmbeddingModel):
 
         info = json.loads((folder / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
         self.max_seq_length, self.dimension = info["max_seq_length"], info["dimension"]
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self._use_tokenizer(AutoTokenizer.from_pretrained(str(folder)))
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         # One thread per batch and `threads` batches at once, rather than every thread on each

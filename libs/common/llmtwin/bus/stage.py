@@ -78,30 +78,6 @@ class StageSpec:
     tick_seconds: float = 1.0
 
 
-def make_faust_app(app_id: str, settings: Settings, port: int):
-    """The faust app with the settings measured to work on Tansu and on Kafka."""
-    import faust
-
-    return faust.App(
-        app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
-        topic_partitions=settings.topic_partitions,
-        topic_disable_leader=True,
-        broker_session_timeout=6,
-        broker_heartbeat_interval=1,
-        broker_rebalance_timeout=10,
-        consumer_auto_offset_reset="earliest",
-        producer_max_request_size=settings.kafka_max_message_bytes,
-        web_host=settings.host,
-        web_port=port,
-        web_enabled=True,
-        autodiscover=False,
-        # faust keeps a folder per app (it makes only the last level): under data_dir, not in the cwd.
-        datadir=str(settings.data_dir / app_id),
-    )
-
-
 def dead_letter(stage: str, topic: Topic, payload: bytes, reason: str) -> bytes:
     text = payload.decode("utf-8", errors="replace")
     return json.dumps({"stage": stage, "topic": topic.value, "reason": reason,
@@ -110,6 +86,8 @@ def dead_letter(stage: str, topic: Topic, payload: bytes, reason: str) -> bytes:
 
 class StageRunner:
     def __init__(self, spec: StageSpec, settings: Settings) -> None:
+        from .faust_app import make_faust_app  # faust loads slowly: only a process that runs a stage pays
+
         self.spec, self.settings = spec, settings
         self.app = make_faust_app(f"twin-{spec.name}", settings, spec.port)
         self.source = self.app.topic(spec.source.value, value_serializer="raw", key_serializer="raw",

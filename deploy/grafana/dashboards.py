@@ -87,6 +87,10 @@ PIPELINE = Dashboard(
               unit="ops"),
         Panel("Tokens embedded per second", (Query(rate("twin_embedder_tokens_total"), "embedded"),), unit="ops",
               description="Every token of every chunk: chunks are cut to fit the model's window, never truncated."),
+        Panel("Embedding model busy (cores)",
+              (Query(rate("twin_embedding_model_cpu_seconds_total", "job"), "{{job}}"),),
+              description="CPU seconds per second the embedding model's batches took: against the cores a "
+                          "service has, how much of them the model itself gets (onnx runtime)."),
         Panel("Vector store requests per second (embedded Qdrant server)",
               (Query(rate("twin_qdrant_requests_total", "endpoint, status"), "{{endpoint}} {{status}}"),),
               unit="reqps"),

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .observability import EMBEDDING_MODEL_CPU_SECONDS
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -243,7 +245,10 @@ class OnnxEmbeddingModel(EmbeddingModel):
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": np.zeros_like(input_ids)}
         session = self.unpadded_session if attention_mask.all() else self.session
-        return session.run(None, {name: feeds[name] for name in self.inputs})[0]
+        started = time.thread_time()
+        vectors = session.run(None, {name: feeds[name] for name in self.inputs})[0]
+        EMBEDDING_MODEL_CPU_SECONDS.inc(time.thread_time() - started)
+        return vectors
 
 
 def export_int8(source: str, cache: Path) -> Path:

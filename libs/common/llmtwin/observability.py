@@ -12,6 +12,10 @@ STAGE_EMITTED = Counter("twin_stage_emitted_total", "Messages a stage produced, 
 STAGE_RETRIES = Counter("twin_stage_retries_total",
                         "Batches a stage tried again, by cause: a store outage (waited out) or an error",
                         ["stage", "cause"])
+# Each onnx batch runs on one thread, so its thread's CPU time is the model's own work: measured
+# beside wall time it tells how much of the machine the model got, whatever the machine's speed.
+EMBEDDING_MODEL_CPU_SECONDS = Counter("twin_embedding_model_cpu_seconds_total",
+                                      "CPU time the onnx embedding model's batches took")
 
 
 def metrics_payload() -> tuple[bytes, str]:

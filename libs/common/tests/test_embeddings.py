@@ -134,3 +134,15 @@ def test_decomposed_layer_norms_compute_what_the_fused_ones_did():
                                               disabled_optimizers=["LayerNormFusion"])
     rows = rng.normal(scale=3, size=(5, 8)).astype(np.float32)
     assert np.allclose(decomposed.run(None, {"x": rows})[0], fused.run(None, {"x": rows})[0], atol=1e-5)
+
+
+def test_the_model_counts_the_cpu_time_its_batches_take(embedding_model):
+    """What the feature bench sets against wall time: how much of the machine the model itself got."""
+    from prometheus_client import REGISTRY
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("twin_embedding_model_cpu_seconds_total") or 0.0
+
+    before = counted()
+    embedding_model.encode(TEXTS * 4, batch_size=4)
+    assert counted() > before

@@ -83,22 +83,61 @@ def test_stage_processes_and_dead_letters_only_the_bad_messages(bus_settings, tm
     assert retried and float(retried.group(1)) >= 1
 
 
+def wait_ready(port: int, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(log.read_text()[-3000:])
+
+
+def test_batches_handled_at_once_finish_out_of_order_and_none_is_lost(bus_settings, tmp_path):
+    """With two batches in flight a fast batch overtakes a slow one; a crash then must not commit
+    past the slow batch: after a restart it is handled again."""
+    port, log = free_port(), tmp_path / "stage.log"
+    producer = KafkaProducer(bootstrap_servers=bus_settings.kafka_bootstrap)
+
+    def send(*hashes: str) -> None:
+        for content_hash in hashes:
+            doc = RawDocStored(id=f"doc-{content_hash}", twin_id="ada", kind="post", platform="linkedin",
+                               content_hash=content_hash)
+            producer.send(Topic.RAW_DOCS.value, doc.encode(), key=b"ada")
+        producer.flush()
+
+    proc = start_echo_stage(bus_settings, tmp_path, port, ECHO_IN_FLIGHT="2")
+    try:
+        wait_ready(port, log)
+        send("slow")
+        time.sleep(1)  # past the batch wait: the slow document is a batch of its own
+        send("fast-1", "fast-2")
+        overtaking = consume(bus_settings.kafka_bootstrap, Topic.CLEAN_DOCS.value, want=2, timeout=4)
+        time.sleep(3)  # faust commits every 2.8 s: the commit must stop before "slow"
+    finally:
+        proc.kill()  # a crash, while the slow batch is still in the processor
+        proc.wait(30)
+    overtaken = [decode(Topic.CLEAN_DOCS, c).id for c in overtaking]
+    assert overtaken == ["doc-fast-1", "doc-fast-2"], log.read_text()[-3000:]
+
+    proc = start_echo_stage(bus_settings, tmp_path, port, ECHO_IN_FLIGHT="2")
+    try:
+        clean = consume(bus_settings.kafka_bootstrap, Topic.CLEAN_DOCS.value, want=5, timeout=60)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert "doc-slow" in [decode(Topic.CLEAN_DOCS, c).id for c in clean], log.read_text()[-3000:]
+
+
 def test_work_stored_but_never_announced_is_swept_up_without_a_restart(bus_settings, tmp_path):
     """A crash between storing and announcing leaves work no message points at: once caught up,
     the stage finds it in its backlog and sends it again."""
     port = free_port()
     proc = start_echo_stage(bus_settings, tmp_path, port, TWIN_BACKLOG_SWEEP_SECONDS="1")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError((tmp_path / "stage.log").read_text()[-3000:])
+        wait_ready(port, tmp_path / "stage.log")
         orphan = RawDocStored(id="orphan", twin_id="ada", kind="post", platform="linkedin", content_hash="h")
         bus_settings.data_dir.mkdir(parents=True, exist_ok=True)
         (bus_settings.data_dir / "unannounced.jsonl").write_text(orphan.model_dump_json() + "\n")

@@ -8,6 +8,10 @@ model sorts them by length, so each inner batch holds chunks of similar length) 
 the points as the model's inner batches come back, records which chunks each document version
 has (warehouse CHUNK_RECORDS) and emits one ChunksStored per document.
 
+The stage hands it two batches at once (the model's pool takes their work in turn). A document
+in both (the backlog replayed at start-up beside its own message) is embedded by the first:
+the second waits for it, then finds the document's record current.
+
 Near-duplicates (`duplicate_of` set by the cleaner) get no chunks: whatever they had is
 deleted, so one text is never retrieved twice. A document whose record already matches
 its content hash is not embedded again; its ChunksStored is emitted all the same, so a
@@ -76,6 +80,7 @@ class Embedder:
         self.records = Repository(warehouse, Collection.CHUNK_RECORDS, ChunkRecord)
         self.collection, self.batch_size = collection, batch_size
         self.max_tokens, self.overlap = max_tokens, overlap
+        self._handling: dict[str, asyncio.Future] = {}  # document id -> done when its batch is handled
 
     async def handle(self, events: list[Event]) -> list[Event]:
         docs: dict[str, CleanDocument] = {}
@@ -86,6 +91,18 @@ class Embedder:
             if doc is None:
                 raise BadMessage(f"clean document {event.id} is not in the warehouse")
             docs[doc.id] = doc
+        while others := {self._handling[doc_id] for doc_id in docs if doc_id in self._handling}:
+            await asyncio.wait(others)
+        handled = asyncio.get_running_loop().create_future()
+        self._handling.update(dict.fromkeys(docs, handled))  # no await since the check: one batch per document
+        try:
+            return await self._handle(docs)
+        finally:
+            for doc_id in docs:
+                del self._handling[doc_id]
+            handled.set_result(None)
+
+    async def _handle(self, docs: dict[str, CleanDocument]) -> list[Event]:
         records = {record.id: record for record in await self.records.list({"id": list(docs)})}
         stale = [doc for doc in docs.values() if not self._is_current(records.get(doc.id), doc)]
         chunks = await asyncio.to_thread(self._chunk_and_embed, stale)

@@ -3,7 +3,8 @@
 The stage decodes each message of its source topic, hands batches to a processor,
 sends what the processor emits, and sends what cannot be processed to the
 source's dead-letter topic with the reason; the stream goes on. Offsets are
-acknowledged only after a batch is handled (at-least-once); processors are
+acknowledged only after a batch is handled (at-least-once), in the order the batches came,
+also when a stage handles several at once; processors are
 idempotent because ids are deterministic. A store that is down (see llmtwin.outages) is
 waited for, retrying with backoff, for as long as the outage lasts: nothing is acknowledged
 or dead-lettered meanwhile. Messages over the bus's size limit are dead-lettered as
@@ -76,6 +77,9 @@ class StageSpec:
     batch_within: float = 0.2
     retries: int = 5
     tick_seconds: float = 1.0
+    # Batches handled at once: a stage whose work leaves the cores idle between two batches (the
+    # embedder's model) prepares the next while it finishes the last.
+    in_flight: int = 1
 
 
 def dead_letter(stage: str, topic: Topic, payload: bytes, reason: str) -> bytes:
@@ -102,11 +106,6 @@ class StageRunner:
         for cause in ("outage", "error"):  # exported at 0 from the start, so a rate() has data before any retry
             STAGE_RETRIES.labels(spec.name, cause)
         self._wire()
-
-    def _mark_handled(self, event) -> None:
-        """Remember how far each partition is handled, for the lag gauge."""
-        if event is not None:
-            self._next_offset[event.message.tp] = event.message.offset + 1
 
     def _topic(self, name: str):
         if name not in self.outputs:
@@ -203,14 +202,20 @@ class StageRunner:
 
         @app.agent(self.source, name=f"{spec.name}-agent")
         async def agent(stream):
-            if spec.batch_size > 1:
-                async for payloads in stream.take(spec.batch_size, within=spec.batch_within):
-                    await self.handle_batch(list(payloads))
-                    self._mark_handled(stream.current_event)
-            else:
-                async for payload in stream:
-                    await self.handle_batch([payload])
-                    self._mark_handled(stream.current_event)
+            slots = asyncio.Semaphore(spec.in_flight)
+            handling: set[asyncio.Task] = set()
+            latest: asyncio.Task | None = None
+            try:
+                async for events in stream.noack_take(spec.batch_size, within=spec.batch_within):
+                    await slots.acquire()
+                    if latest is not None and latest.done():
+                        latest.result()  # a batch that could not even be dead-lettered stops the agent
+                    latest = asyncio.create_task(self._handle_and_ack(stream, events, latest, slots))
+                    handling.add(latest)
+                    latest.add_done_callback(handling.discard)
+            finally:
+                for task in handling:
+                    task.cancel()
 
         @app.task
         async def replay_backlog() -> None:
@@ -257,6 +262,20 @@ class StageRunner:
         async def readyz(web, request):
             ready = self.ready()
             return web.json({"ready": ready, "stage": spec.name}, status=200 if ready else 503)
+
+    async def _handle_and_ack(self, stream, events: list, previous: asyncio.Task | None,
+                              slots: asyncio.Semaphore) -> None:
+        """Handle a batch, then acknowledge it once the batch before it is: faust commits up to the
+        highest offset acknowledged, so acknowledging out of order could skip an unhandled batch."""
+        try:
+            await self.handle_batch([event.value for event in events])
+            if previous is not None:
+                await previous
+            for event in events:
+                await stream.ack(event)
+                self._next_offset[event.message.tp] = event.message.offset + 1  # for the lag gauge
+        finally:
+            slots.release()
 
     async def _replay_backlog(self) -> None:
         processor = await self._processor()

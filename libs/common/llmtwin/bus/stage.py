@@ -202,11 +202,12 @@ class StageRunner:
 
         @app.agent(self.source, name=f"{spec.name}-agent")
         async def agent(stream):
+            stream = stream.noack()  # acknowledged by _handle_and_ack, once handled
             slots = asyncio.Semaphore(spec.in_flight)
             handling: set[asyncio.Task] = set()
             latest: asyncio.Task | None = None
             try:
-                async for events in stream.noack_take(spec.batch_size, within=spec.batch_within):
+                async for events in self._batches(stream):
                     await slots.acquire()
                     if latest is not None and latest.done():
                         latest.result()  # a batch that could not even be dead-lettered stops the agent
@@ -262,6 +263,37 @@ class StageRunner:
         async def readyz(web, request):
             ready = self.ready()
             return web.json({"ready": ready, "stage": spec.name}, status=200 if ready else 503)
+
+    async def _batches(self, stream) -> AsyncIterator[list]:
+        """The stream's events in batches of up to `batch_size`, each closed `batch_within` after its
+        first event. faust's `take` wakes every `batch_within` to look for events instead: at the
+        embedder's 20 ms that alone took 3% of a core, idle or busy."""
+        size, within = self.spec.batch_size, self.spec.batch_within
+        arrived: asyncio.Queue = asyncio.Queue(maxsize=size)
+
+        async def pump() -> None:
+            async for event in stream.events():
+                await arrived.put(event)
+
+        pumping = asyncio.create_task(pump())
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                first = asyncio.ensure_future(arrived.get())
+                await asyncio.wait({first, pumping}, return_when=asyncio.FIRST_COMPLETED)
+                if not first.done():  # the stream ended (the agent stops) or failed
+                    first.cancel()
+                    pumping.result()
+                    return
+                batch, closes_at = [first.result()], loop.time() + within
+                while len(batch) < size and (left := closes_at - loop.time()) > 0:
+                    try:
+                        batch.append(await asyncio.wait_for(arrived.get(), left))
+                    except TimeoutError:
+                        break
+                yield batch
+        finally:
+            pumping.cancel()
 
     async def _handle_and_ack(self, stream, events: list, previous: asyncio.Task | None,
                               slots: asyncio.Semaphore) -> None:

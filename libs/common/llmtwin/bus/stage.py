@@ -279,14 +279,13 @@ class StageRunner:
             async for event in stream.events():
                 await arrived.put(event)
 
-        pumping = asyncio.create_task(pump())
         loop = asyncio.get_running_loop()
+        pumping = asyncio.create_task(pump())
+        first = asyncio.ensure_future(arrived.get())
         try:
             while True:
-                first = asyncio.ensure_future(arrived.get())
                 await asyncio.wait({first, pumping}, return_when=asyncio.FIRST_COMPLETED)
                 if not first.done():  # the stream ended (the agent stops) or failed
-                    first.cancel()
                     pumping.result()
                     return
                 batch, closes_at = [first.result()], loop.time() + within
@@ -295,8 +294,10 @@ class StageRunner:
                         batch.append(await asyncio.wait_for(arrived.get(), left))
                     except TimeoutError:
                         break
+                first = asyncio.ensure_future(arrived.get())
                 yield batch
         finally:
+            first.cancel()
             pumping.cancel()
 
     async def _handle_and_ack(self, stream, events: list, previous: asyncio.Task | None,

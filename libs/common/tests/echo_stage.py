@@ -2,8 +2,9 @@
 
 A raw doc whose content_hash is "boom" makes the processor fail, to prove that only
 that message is dead-lettered and the stream goes on; one whose content_hash is "slow" keeps
-its batch SLOW_SECONDS in the processor. ECHO_IN_FLIGHT sets the batches handled at once. Its "warehouse" is a file of raw
-docs stored but never announced (data_dir/unannounced.jsonl): its backlog.
+its batch SLOW_SECONDS in the processor. ECHO_IN_FLIGHT sets the batches handled at once.
+Its "warehouse" is a file of raw docs stored but never announced (data_dir/unannounced.jsonl):
+its backlog.
 """
 import asyncio
 import os

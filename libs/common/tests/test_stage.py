@@ -9,22 +9,11 @@ import time
 from pathlib import Path
 
 import httpx
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from llmtwin.events import RawDocStored, Topic, decode
 from llmtwin.infra.process import free_port
-
-
-def consume(bootstrap: str, topic: str, want: int, timeout: float = 60.0) -> list[bytes]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             group_id=None, consumer_timeout_ms=1000)
-    got: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < want and time.monotonic() < deadline:
-        for record in consumer:
-            got.append(record.value)
-    consumer.close()
-    return got
+from llmtwin.testing.stages import consume
 
 
 def start_echo_stage(bus_settings, tmp_path, port: int, **env_extra: str) -> subprocess.Popen:

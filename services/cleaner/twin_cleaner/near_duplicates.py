@@ -7,7 +7,6 @@ near-duplicates; the later one points at the earlier one (`duplicate_of`).
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ _rng = np.random.default_rng(20240611)  # fixed seed: signatures must compare ac
 _A = _rng.integers(0, 1 << 63, NUM_PERMUTATIONS, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 _B = _rng.integers(0, 1 << 63, NUM_PERMUTATIONS, dtype=np.uint64)
 _SHINGLE_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_WORD_BASE = np.uint64(0xD6E8FEB86659FD93)
 _WORD = re.compile(r"\w+")
 
 
@@ -26,26 +26,37 @@ def minhash(text: str) -> np.ndarray | None:
     """The MinHash signature of the text's shingles (word n-grams of its casefolded words:
     formatting, punctuation and emphasis do not count); None for a text without words.
 
-    Each distinct word is hashed once and a shingle's hash is mixed from its words' hashes in
-    numpy, rather than each shingle's string hashed apart (0.13-0.16 vs 0.22-0.36 s for the corpus's 76
-    articles)."""
+    Words are hashed all at once in numpy from the text's UTF-8 bytes, and a shingle's hash is
+    mixed from its words' hashes, rather than each word or shingle hashed apart in Python
+    (0.06 vs 0.14 s for the corpus's 76 articles)."""
     words = _WORD.findall(text.casefold())
     if not words:
         return None
-    vocabulary: dict[str, int] = {}
-    positions = np.fromiter((vocabulary.setdefault(word, len(vocabulary)) for word in words), dtype=np.int64,
-                            count=len(words))
-    word_hashes = np.fromiter((int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
-                               for word in vocabulary), dtype=np.uint64, count=len(vocabulary))[positions]
+    word_hashes = _word_hashes(words)
     size = min(SHINGLE_WORDS, len(words))  # a text shorter than a shingle is one shingle
     count = len(words) - size + 1
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps: modulo 2^64
         hashes = np.zeros(count, dtype=np.uint64)
         for offset in range(size):  # order matters: "a b c" is not "c b a"
             hashes = _mix(hashes * _SHINGLE_MULTIPLIER + word_hashes[offset:offset + count])
-        # 128 hash functions: multiply-add modulo 2^64, odd multipliers.
-        permuted = np.unique(hashes)[:, None] * _A[None, :] + _B[None, :]
-    return permuted.min(axis=0)
+        # 128 hash functions: multiply-add modulo 2^64, odd multipliers; one row each, in place.
+        permuted = np.multiply.outer(_A, np.unique(hashes))
+        np.add(permuted, _B[:, None], out=permuted)
+    return permuted.min(axis=1)
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    """Each word's 64-bit hash: its UTF-8 bytes as a polynomial in a fixed odd number (modulo 2^64),
+    mixed. Words never hold a space, so the words joined by spaces delimit themselves."""
+    data = np.frombuffer(" ".join(words).encode(), dtype=np.uint8)
+    is_space = data == 32
+    starts = np.concatenate(([0], np.flatnonzero(is_space) + 1))
+    word_of_byte = np.cumsum(is_space) - is_space  # a space counts with the word before it
+    place = np.arange(len(data)) - starts[word_of_byte]  # each byte's place in its word
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(place.max() + 1, _WORD_BASE))  # base^1, base^2, ...
+        terms = np.where(is_space, np.uint64(0), data * powers[place])
+        return _mix(np.add.reduceat(terms, starts))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -118,6 +118,14 @@ def test_pii_own_handle_kept_and_others_scrubbed():
             "see https://medium.com/@jane_doe/post and user@host.io.")
     assert scrub_pii(text, POLICY) == ("Thanks [handle] and @PaulIusztin (me, @paul-iusztin)! Mail [email], "
                                        "see https://medium.com/@jane_doe/post and [email].")
+    assert scrub_pii("@jane_doe wrote it\n@bob.smith too", POLICY) == "[handle] wrote it\n[handle] too"
+
+
+def test_spaces_collapse_inside_lines_indentation_stays_and_boilerplate_lines_go():
+    text = ("Follow me for more\nFirst\u00a0\u00a0line  with\tgaps   \n\t- tab item\n  \u3000- wide item\n"
+            "   \nLast line\nShare this")
+    assert clean_text(text, DocumentKind.ARTICLE, POLICY) == (
+        "First line with gaps\n    - tab item\n   - wide item\n\nLast line")
 
 
 def test_pii_policy_switches():

@@ -111,9 +111,15 @@ def _html_to_text(text: str) -> str:
     text = _PRE.sub(lambda m: "\n```\n" + html.unescape(_TAG.sub("", m.group(1))).strip("\n") + "\n```\n", text)
     for pattern, marker in _EMPHASIS:
         text = pattern.sub(lambda m, mk=marker: _emphasise(m.group(2), mk), text)
-    text = _BREAK.sub("\n", text)
-    text = _BLOCK_END.sub("\n\n", text)
-    text = _LIST_ITEM.sub("\n- ", text)
+    # These three may start at any space, so they are tried at every position: a text without
+    # their tags skips them (the Handbook corpus: 0.01 s for this function, against 0.06 s).
+    lowered = text.lower()
+    if "<br" in lowered:
+        text = _BREAK.sub("\n", text)
+    if "</" in text:
+        text = _BLOCK_END.sub("\n\n", text)
+    if "<li" in lowered:
+        text = _LIST_ITEM.sub("\n- ", text)
     text = _TAG.sub("", text)
     # Entities last, so an author's literal "&lt;div&gt;" stays the text "<div>".
     return _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
@@ -127,30 +133,34 @@ def _emphasise(inner: str, marker: str) -> str:
 # --- prose -----------------------------------------------------------------------------
 
 def clean_prose(text: str) -> str:
-    text = normalise_unicode(text)
-    lines = [_clean_line(line) for line in text.split("\n")]
-    return _collapse_blank_lines("\n".join(line for line in lines if line is not None))
+    """Runs of spaces inside a line to one, indentation kept as spaces (nested lists), trailing
+    spaces and boilerplate lines dropped: each rule one pass over the whole text (the Handbook
+    corpus: 0.08 s, against 0.13 s with a call per line)."""
+    text = _TRAILING_SPACES.sub("", normalise_unicode(text))
+    text = _INNER_SPACES.sub(" ", text)
+    # Each line is matched with the line break before it ("\n" first: the pattern is looked for
+    # only at line breaks), so that a dropped line takes one line break along.
+    text = _BOILERPLATE_LINE.sub(lambda line: "" if is_boilerplate(line.group()) else line.group(), "\n" + text)[1:]
+    text = _ODD_INDENT.sub(lambda indent: " " * len(indent.group().replace("\t", "    ")), text)
+    return _collapse_blank_lines(text)
 
 
-_SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
-_LEADING = re.compile(r"^[ \t\u00a0\u2000-\u200a\u202f\u3000]*")
-
-
-def _clean_line(line: str) -> str | None:
-    """Collapse runs of spaces inside a line, keep its indentation (nested lists); None drops it."""
-    indent = _LEADING.match(line).group(0)
-    body = _SPACES.sub(" ", line[len(indent):]).rstrip()
-    if is_boilerplate(body):
-        return None
-    return (" " * len(indent.replace("\t", "    ")) + body) if body else ""
+_SPACE = "[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]"
+_TRAILING_SPACES = re.compile(r"[^\S\n]+$", re.MULTILINE)
+# Only runs that change, after a line's text: two or more spaces, or one that is not a plain space.
+# The space first and the look-behind after it, so that only spaces are tried (see _HANDLE).
+_INNER_SPACES = re.compile(rf"{_SPACE}(?<=\S{_SPACE})(?:{_SPACE}+|(?<=[^ ]))")
+# Indentation other than plain spaces (tabs are four).
+_ODD_INDENT = re.compile(r"^ *[\t\u00a0\u2000-\u200a\u202f\u3000][ \t\u00a0\u2000-\u200a\u202f\u3000]*",
+                         re.MULTILINE)
 
 
 def _collapse_blank_lines(text: str) -> str:
     return re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", text)
 
 
-_BOILERPLATE = re.compile(
-    r"^(?:[^\w\s]{1,3}\s*)?(?:"  # an emoji or arrow may lead ("👉 Follow me", "♻️ Repost")
+_BOILERPLATE_LINE = re.compile(
+    r"\n[^\S\n]*(?:[^\w\s]{1,3}[^\S\n]*)?(?:"  # an emoji or arrow may lead ("👉 Follow me", "♻️ Repost")
     r"follow (?:me|us)\b.*|"
     r"subscribe\b.*|"
     r"share this\b.*|"
@@ -164,14 +174,15 @@ _BOILERPLATE = re.compile(
     r"share on \w+|facebook|twitter|linkedin|reddit|"
     r"get the (?:medium )?app|\d+ min read|"
     r"published in\b.{0,60}"
-    r")[.!:]*\s*$",
+    r")[.!:]*[^\S\n]*(?=\n|\Z)",
     re.IGNORECASE,
 )
 
 
 def is_boilerplate(line: str) -> bool:
     """Calls to action and platform chrome ("Follow me on…", "Subscribe", "Share this"), only as whole short lines."""
-    return len(line) <= 160 and bool(_BOILERPLATE.match(line.strip()))
+    line = line.strip()
+    return len(line) <= 160 and bool(_BOILERPLATE_LINE.fullmatch("\n" + line))
 
 
 # --- Unicode ---------------------------------------------------------------------------
@@ -268,8 +279,11 @@ _STYLED_NAME = re.compile(r"(?:SCRIPT|BLACK-LETTER|DOUBLE-STRUCK) ")
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _PHONE_CANDIDATE = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d \t().\-/]{6,}\d(?![\w])")  # never across lines
+_DIGIT_RUN = re.compile(r"\d[\d \t().\-/]{6,}\d")  # in every phone candidate; quick to look for
 _ISO_DATE = re.compile(r"^\d{4}\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{1,2}(?:\s+\d{1,2})?$")
-_HANDLE = re.compile(r"(?<![\w@./:+-])@([A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,38}[A-Za-z0-9_])?)")
+# The @ first, then what stands before it: a pattern that starts with a character is looked for
+# quickly, one that starts with a look-behind is tried at every position (30 times slower).
+_HANDLE = re.compile(r"@(?<![\w@./:+-]@)([A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,38}[A-Za-z0-9_])?)")
 
 
 def scrub_pii(text: str, policy: CleaningPolicy, *, code: bool = False) -> str:
@@ -277,11 +291,11 @@ def scrub_pii(text: str, policy: CleaningPolicy, *, code: bool = False) -> str:
 
     In code only e-mails are scrubbed: number runs are data and `@name` is a decorator there.
     """
-    if policy.scrub_emails:
+    if policy.scrub_emails and "@" in text:
         text = _EMAIL.sub("[email]", text)
     if code:
         return text
-    if policy.scrub_phones:
+    if policy.scrub_phones and _DIGIT_RUN.search(text):
         text = _PHONE_CANDIDATE.sub(lambda m: "[phone]" if looks_like_phone(m.group(0)) else m.group(0), text)
     if policy.scrub_handles:
         text = _HANDLE.sub(lambda m: m.group(0) if policy.is_own_handle(m.group(1)) else "[handle]", text)

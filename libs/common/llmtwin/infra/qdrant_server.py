@@ -23,12 +23,12 @@ import time
 from contextlib import asynccontextmanager, suppress
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qdrant_client.http import models
@@ -88,6 +88,11 @@ def _ok(result: Any, started: float) -> JSONResponse:
 def _error(status_code: int, message: str, started: float) -> JSONResponse:
     return JSONResponse({"status": {"error": message}, "time": time.perf_counter() - started},
                         status_code=status_code)
+
+
+# A batch first, then a list of points. pydantic's default ("smart") union validates a body
+# against both: 5.7 vs 3.5 ms for a batch of 128 points (the embedder writes batches).
+UPSERT_BODY = Annotated[models.PointInsertOperations, Field(union_mode="left_to_right")]
 
 
 @cache
@@ -181,7 +186,7 @@ def create_app(path: Path) -> FastAPI:
 
     @app.put("/collections/{name}/points")
     async def upsert(name: str, request: Request) -> JSONResponse:
-        return _ok(store.upsert(name, await _body(request, models.PointInsertOperations)), request.state.started)
+        return _ok(store.upsert(name, await _body(request, UPSERT_BODY)), request.state.started)
 
     @app.post("/collections/{name}/points/delete")
     async def delete_points(name: str, request: Request) -> JSONResponse:

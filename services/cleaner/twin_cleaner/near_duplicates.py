@@ -28,7 +28,7 @@ def minhash(text: str) -> np.ndarray | None:
 
     Words are hashed all at once in numpy from the text's UTF-8 bytes, and a shingle's hash is
     mixed from its words' hashes, rather than each word or shingle hashed apart in Python
-    (0.06 vs 0.14 s for the corpus's 76 articles)."""
+    (0.08 vs 0.14 s for the corpus's 76 articles)."""
     words = _WORD.findall(text.casefold())
     if not words:
         return None

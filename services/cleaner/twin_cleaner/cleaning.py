@@ -278,8 +278,8 @@ _STYLED_NAME = re.compile(r"(?:SCRIPT|BLACK-LETTER|DOUBLE-STRUCK) ")
 # --- PII -------------------------------------------------------------------------------
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_PHONE_CANDIDATE = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d \t().\-/]{6,}\d(?![\w])")  # never across lines
-_DIGIT_RUN = re.compile(r"\d[\d \t().\-/]{6,}\d")  # in every phone candidate; quick to look for
+_DIGIT_RUN = re.compile(r"\d[\d \t().\-/]{6,}\d")  # the heart of a phone number, quick to look for; never across lines
+_PHONE_CANDIDATE = re.compile(rf"(?<![\w+])(?:\+|00)?\(?{_DIGIT_RUN.pattern}(?![\w])")
 _ISO_DATE = re.compile(r"^\d{4}\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{1,2}(?:\s+\d{1,2})?$")
 # The @ first, then what stands before it: a pattern that starts with a character is looked for
 # quickly, one that starts with a look-behind is tried at every position (30 times slower).

@@ -1,7 +1,7 @@
 """The embedder stage: clean_docs -> (Qdrant: chunks with vectors) -> chunks.
 
 For a batch of CleanDocStored messages it loads the clean documents, tokenizes them (side by
-side on the model's threads) and chunks each one in the model's own tokens (chunking.py),
+side, on threads apart from the model's) and chunks each one in the model's own tokens (chunking.py),
 deletes the chunks a re-processed document no longer has, embeds every chunk of the batch in
 ONE model call on a worker thread (the chunker's token ids, so each text is tokenized once; the
 model sorts them by length, so each inner batch holds chunks of similar length) and upserts

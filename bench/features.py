@@ -9,7 +9,8 @@ pipeline runs three times (TWIN_BENCH_FEATURE_ROUNDS), each on a fresh stack: th
 the median and every run's figure. The machine's speed drifts between two encodes by as much
 as the pipeline costs, so a second row estimates the same ratio without it: the share of the
 cores the model's own batches got (their CPU time over cores x wall) in the pipeline and in
-the direct encode, each measured within its own run.
+the direct encode, each measured within its own run. For the run with the median share, a last
+row says where the rest of the cores' time went: each process's CPU seconds beside the model.
 
 When the configured runtime is quantised (onnx-int8), the same chunks are also encoded in
 fp32, for its speed and for retrieval recall@10 under both: the query is one sentence of a
@@ -25,10 +26,12 @@ import re
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 from prometheus_client import REGISTRY
 
 from devstack.stack import SERVICES, Stack
@@ -52,6 +55,10 @@ ROUNDS = max(1, int(os.environ.get("TWIN_BENCH_FEATURE_ROUNDS", "3")))
 FEATURE_SERVICES = tuple(s for s in SERVICES if s.name in {"cleaner", "embedder"})
 MODEL_SECONDS = "twin_embedding_model_cpu_seconds_total"
 CORES = len(os.sched_getaffinity(0))
+# The stack's processes by what their command line runs; this process sends and reads the events.
+ROLES = {"tansu": "broker", "llmtwin.infra.qdrant_server": "vector store", "twin_cleaner": "cleaner",
+         "twin_embedder": "embedder"}
+BENCH_ROLE = "bench's sender and reader"
 
 
 def corpus_documents() -> list[RawDocument]:
@@ -104,14 +111,14 @@ def seconds_until_embedded(settings: Settings, doc_ids: set[str], started_at: fl
 def run() -> list[Result]:
     docs = corpus_documents()
     model = load_embedding_model(Settings())
-    pipeline_rates, direct_rates, docs_per_second, model_shares = [], [], [], []
+    pipeline_rates, direct_rates, docs_per_second, model_shares, cpu_beside = [], [], [], [], []
     for _ in range(ROUNDS):
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp) / "data", kafka_bootstrap=f"127.0.0.1:{free_port()}",
                                 qdrant_url=f"http://127.0.0.1:{free_port()}", cleaner_port=free_port(),
                                 embedder_port=free_port())
             with Stack(settings, services=FEATURE_SERVICES):
-                pipeline_seconds = pipeline_run(settings, docs)
+                pipeline_seconds, cpu_seconds = pipeline_run(settings, docs)
                 pipeline_model_seconds = embedder_model_seconds(settings)
                 collection = vectors.collection_name(embedding_model_name(settings), embedding_dimension(model))
                 points, _ = vectors.open_vector_client(settings).scroll(collection, limit=1_000_000,
@@ -119,11 +126,15 @@ def run() -> list[Result]:
         texts = [p.payload["text"] for p in points]
         model_seconds_before = own_model_seconds()
         direct_seconds = timed(lambda: embed(model, texts, settings.embedding_batch_size))
+        direct_model_seconds = own_model_seconds() - model_seconds_before
         pipeline_rates.append(len(texts) / pipeline_seconds)
         direct_rates.append(len(texts) / direct_seconds)
         docs_per_second.append(len(docs) / pipeline_seconds)
         model_shares.append((pipeline_model_seconds / (CORES * pipeline_seconds),
-                             (own_model_seconds() - model_seconds_before) / (CORES * direct_seconds)))
+                             direct_model_seconds / (CORES * direct_seconds)))
+        cpu_seconds["embedder"] -= pipeline_model_seconds  # what runs beside the model in its process
+        cpu_beside.append((cpu_seconds, CORES * pipeline_seconds - pipeline_model_seconds,
+                           CORES * direct_seconds - direct_model_seconds))
 
     window = model.max_seq_length
     token_counts = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
@@ -148,6 +159,14 @@ def run() -> list[Result]:
             "features", f"model's share of the {CORES} cores: its CPU time / (cores x wall), so the machine's "
             f"speed cancels ({spread(share_ratios)})", pipeline_share * 100, "%", baseline=direct_share * 100,
             baseline_label="direct encode", goal=">= 0.95"))
+        cpu_seconds, pipeline_beside, direct_beside = cpu_beside[model_shares.index((pipeline_share, direct_share))]
+        # The cores' time no process of the stack or the bench used: idle, or other work on the machine.
+        unused = pipeline_beside - sum(cpu_seconds.values())
+        breakdown = ", ".join(f"{role} {seconds:.2f}"
+                              for role, seconds in [*cpu_seconds.most_common(), ("unused", unused)])
+        results.append(Result(
+            "features", f"core-seconds beside the model's, in the median run ({breakdown})", pipeline_beside,
+            "core-s", baseline=direct_beside, baseline_label="direct encode"))
         results += compare_with_fp32(settings, model, points, direct_rate)
     return results
 
@@ -175,15 +194,33 @@ def spread(values: list[float]) -> str:
     return f"median of {len(values)}: " + " ".join(f"{value:.2f}" for value in sorted(values))
 
 
-def pipeline_run(settings: Settings, docs: list[RawDocument]) -> float:
-    """Seconds from announcing the stored documents until the last one's chunks are stored."""
+def pipeline_run(settings: Settings, docs: list[RawDocument]) -> tuple[float, Counter[str]]:
+    """Seconds from announcing the stored documents until the last one's chunks are stored, and the
+    CPU seconds each process spent meanwhile, by role (read once the reader has seen the last
+    chunks, up to 1.5 s later: the idle stack's few hundredths of a CPU-second more)."""
     asyncio.run(store(settings, docs))
     producer = SyncEventProducer(settings)  # connected before the clock, as a crawler's would be
+    cpu_before = cpu_seconds_by_role()
     started_at = time.time()
     producer.send_all(RawDocStored(id=doc.id, twin_id=doc.twin_id, kind=doc.kind, platform=doc.platform,
                                    content_hash=doc.content_hash) for doc in docs)
     producer.close()
-    return seconds_until_embedded(settings, {doc.id for doc in docs}, started_at)
+    seconds = seconds_until_embedded(settings, {doc.id for doc in docs}, started_at)
+    return seconds, cpu_seconds_by_role() - cpu_before
+
+
+def cpu_seconds_by_role() -> Counter[str]:
+    """CPU seconds so far of this process and of the stack's (its children), by role."""
+    me = psutil.Process()
+    spent = Counter({BENCH_ROLE: sum(me.cpu_times()[:2])})
+    for child in me.children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+            spent[next((role for marker, role in ROLES.items() if marker in command), "other")] += \
+                sum(child.cpu_times()[:2])
+        except psutil.Error:  # a process that ended between the listing and the reading
+            continue
+    return spent
 
 
 def timed(work) -> float:

@@ -221,4 +221,4 @@ async def build_trigger(settings: Settings) -> TrainingTrigger:
 
 def trigger_spec(settings: Settings) -> StageSpec:
     return StageSpec(name="trainer-trigger", source=Topic.INSTRUCT_SAMPLES, port=settings.trainer_port,
-                     build=build_trigger, batch_size=64, batch_within=0.5)
+                     build=build_trigger, batch_size=64, batch_within=0.5, tick_seconds=1.0)

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..events import BadMessage, Event, Topic, decode
 from ..domain import utcnow
@@ -65,7 +65,7 @@ class Processor(Protocol):
 
 class TickingProcessor(Processor, Protocol):
     async def tick(self) -> list[Event]:
-        """Called every `tick_seconds`: time-based work (schedules, quiet periods); returns events to emit."""
+        """Called every `StageSpec.tick_seconds`: time-based work (schedules, quiet periods); returns events to emit."""
 
 
 @dataclass
@@ -77,7 +77,7 @@ class StageSpec:
     batch_size: int = 1
     batch_within: float = 0.2
     retries: int = 5
-    tick_seconds: float = 1.0
+    tick_seconds: float | None = None  # how often a TickingProcessor's tick runs; None: the stage never ticks
     # Batches handled at once: a stage whose work leaves the cores idle between two batches (the
     # embedder's model) prepares the next while it finishes the last.
     in_flight: int = 1
@@ -240,10 +240,10 @@ class StageRunner:
                         continue
                 await asyncio.sleep(self.settings.backlog_sweep_seconds)
 
-        @app.timer(interval=spec.tick_seconds)
-        async def tick() -> None:
-            processor = await self._processor()
-            if hasattr(processor, "tick"):
+        if spec.tick_seconds is not None:  # a timer only where there is time-based work: it wakes the process
+            @app.timer(interval=spec.tick_seconds)
+            async def tick() -> None:
+                processor = cast(TickingProcessor, await self._processor())
                 for event in await processor.tick():
                     await self.emit(event)
 

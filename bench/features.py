@@ -9,7 +9,7 @@ pipeline runs three times (TWIN_BENCH_FEATURE_ROUNDS), each on a fresh stack: th
 the median and every run's figure. The machine's speed drifts between two encodes by as much
 as the pipeline costs, so a second row estimates the same ratio without it: the share of the
 cores the model's own batches got (their CPU time over cores x wall) in the pipeline and in
-the direct encode, each measured within its own run. For the run with the median share, a last
+the direct encode, each measured within its own run. For the run with the median share, a further
 row says where the rest of the cores' time went: each process's CPU seconds beside the model.
 
 When the configured runtime is quantised (onnx-int8), the same chunks are also encoded in
@@ -86,7 +86,7 @@ def seconds_until_embedded(settings: Settings, doc_ids: set[str], started_at: fl
     are stored), read from the bus: nothing polls the stores while the pipeline runs (polling
     the warehouse every 0.1 s took half a core-second from the two the pipeline runs on). Since
     the stamps time the run, the reader may see them late: its fetches wait up to 3 s on the
-    broker, so it takes 0.03 CPU-s per 15 s instead of 0.09 at the client defaults."""
+    broker and its loop wakes every 5 s, so it takes 0.03 CPU-s per 15 s instead of 0.09."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(Topic.CHUNKS.value, bootstrap_servers=settings.kafka_bootstrap, group_id=None,

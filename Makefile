@@ -69,5 +69,7 @@ clean:
 	rm -rf .data
 
 # Re-pin constraints.txt to what is installed now (after adding or upgrading a dependency).
+# `pip list`, not `pip freeze`: a package installed from a local wheel would be pinned to that
+# file's path, which a fresh clone does not have.
 lock: install
-	$(PY) -m pip freeze --exclude-editable | grep -v '^llmtwin' > constraints.txt
+	$(PY) -m pip list --format=freeze --exclude-editable --exclude pip --exclude setuptools | grep -v '^llmtwin' > constraints.txt

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,20 @@ _EXCLUDED_MODULE_WORDS = ("lm_head", "embed", "wte", "wpe", "score", "classifier
 
 class BaseModelError(RuntimeError):
     """The configured base model cannot be found or converted."""
+
+
+# transformers' from_pretrained switches weight init and weight tying off for the whole process
+# while it loads (it patches torch and its own classes), so a load in another thread at the same
+# time comes out with tied weights left on the meta device (two tiny Llamas loaded side by side:
+# 36 of 40 loads failed). The inference API loads the base and every champion at once at start-up.
+_LOADING = threading.Lock()
+
+
+def _causal_lm_from_pretrained(*args: Any, **kwargs: Any):
+    from transformers import AutoModelForCausalLM
+
+    with _LOADING:
+        return AutoModelForCausalLM.from_pretrained(*args, **kwargs)
 
 
 class TwinModelInfo(BaseModel):
@@ -115,13 +130,13 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     with _lock(target.parent, target.name):
         if _is_converted(target):  # another process finished it while we waited
             return target
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         log.info("converting %s to %s (once)", gguf_path, target)
         folder, name = str(gguf_path.parent), gguf_path.name
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+            model = _causal_lm_from_pretrained(folder, gguf_file=name)
         except Exception as exc:
             raise BaseModelError(f"cannot read GGUF file {gguf_path}: {exc}") from exc
         # The weights are dequantised already; without this save_pretrained refuses to write them.
@@ -195,7 +210,6 @@ def load_tokenizer(path_or_id: str | Path):
 def load_causal_lm(path_or_id: str | Path, device: str | None = None, *, quantize_4bit: bool = False):
     """A causal LM on `device`: fp32 on CPU, bf16 on GPU (4-bit NF4 weights for QLoRA when asked)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     device = device or pick_device()
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if device.startswith("cuda") else torch.float32}
@@ -205,7 +219,7 @@ def load_causal_lm(path_or_id: str | Path, device: str | None = None, *, quantiz
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
         kwargs["device_map"] = {"": device}
-    model = AutoModelForCausalLM.from_pretrained(str(path_or_id), **kwargs)
+    model = _causal_lm_from_pretrained(str(path_or_id), **kwargs)
     if not quantize_4bit:
         model.to(device)
     return model

@@ -35,8 +35,8 @@ def stream_answer(api_url: str, twin_id: str, prompt: str) -> None:
                 console.print(choice.get("delta", {}).get("content") or "", end="", highlight=False)
             citations = chunk.get("citations") or citations
     console.print("\n[bold]Citations:[/]")
-    for c in citations:
-        console.print(f"  - {c.get('title') or c.get('link')} ({c.get('link')})")
+    for link, title in dict.fromkeys((c.get("link"), c.get("title")) for c in citations):  # a document once
+        console.print(f"  - {title or link} ({link})")
 
 
 @app.callback()

@@ -102,3 +102,17 @@ async def test_the_page_without_javascript_shows_the_whole_answer(web):
     assert blank.status_code == 422
     assert 'id="write-prompt-error">' in blank.text and "Say what you would like the twin to write." in blank.text
     assert 'aria-describedby="write-prompt-error" aria-invalid="true"' in blank.text
+
+
+async def test_a_document_cited_by_two_passages_is_listed_once(web):
+    ship, other = ({"document_id": "d1", "link": "https://ada.example/posts/ship", "title": "Ship it"},
+                   {"document_id": "d2", "link": "https://ada.example/posts/wait", "title": "Wait"})
+    web.inference.citations = [{**ship, "chunk_id": "c1", "score": 0.9}, {**other, "chunk_id": "c7", "score": 0.8},
+                               {**ship, "chunk_id": "c2", "score": 0.7}]
+    async with web.client() as client:
+        await client.post("/api/twins", json={"name": "Ada"})
+        async with client.stream("POST", "/api/twins/ada/generate", json={"prompt": "p"}) as response:
+            events = await read_all_events(response)
+
+    cited = json.loads(next(data for name, data in events if name == "citations"))
+    assert [(c["document_id"], c["chunk_id"]) for c in cited] == [("d1", "c1"), ("d2", "c7")]

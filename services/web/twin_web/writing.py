@@ -104,11 +104,16 @@ def _json_object(data: str) -> dict:
 
 
 def _citations(sources: dict) -> list[Citation]:
-    """The twin's own documents first, then the pages the person handed in for this answer."""
+    """The twin's own documents first, then the pages the person handed in for this answer; each
+    source once (the inference API cites every passage, and two may come from one document), at
+    its best-scored passage, which the API lists first."""
     documents = _CITATIONS.validate_python(sources.get("documents") or [])
     links = [Citation(link=item.get("final_url") or item.get("link") or "", title=item.get("title") or "")
              for item in sources.get("links") or [] if isinstance(item, dict)]
-    return [*documents, *links]
+    by_source: dict[str, Citation] = {}
+    for citation in [*documents, *links]:
+        by_source.setdefault(citation.document_id or citation.link, citation)
+    return list(by_source.values())
 
 
 async def _refusal(response: httpx.Response) -> str:

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from llmtwin.settings import Settings
 
-from .demo import DEMO_PROMPT, follow_pipeline, seed_demo
+from .demo import DEMO_PROMPT, follow_pipeline, seed_demo, wait_until_served
 from .demo_sources import demo_blog, prepare_demo
 from .stack import Stack
 
@@ -69,6 +69,10 @@ def run(demo: bool = typer.Option(True, help="Load the demo twin and carry it th
                                     prepare_demo(settings.data_dir / "demo"))
                 console.print(f"[bold]Demo twin '{twin_id}' loaded; following it through the loop…[/]")
                 reached = follow_pipeline(web, twin_id, timeout, report=console.print)
+                champion = web.get(f"/api/twins/{twin_id}/status").json()["champion"]["version"]
+            waited = wait_until_served(settings.inference_api_url, twin_id, champion, timeout)
+            reached["champion answering"] = reached["champion promoted"] + waited
+            console.print(f"  ✓ champion answering after {reached['champion answering']:.1f}s")
             stream_answer(settings.inference_api_url, twin_id, DEMO_PROMPT)
             timings = Table("milestone", "seconds since crawl request")
             for name, seconds in reached.items():

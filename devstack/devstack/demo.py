@@ -54,3 +54,24 @@ def follow_pipeline(web: httpx.Client, twin_id: str, timeout: float,
         reached[name] = time.monotonic() - started
         report(f"  ✓ {name} after {reached[name]:.1f}s   {json.dumps(status.get('counts', {}))}")
     return reached
+
+
+def wait_until_served(api_url: str, twin_id: str, version: str, timeout: float) -> float:
+    """Poll the inference API until it answers for the twin with model `version`; returns the seconds
+    waited. It loads a champion in the background (at start-up, or after a promotion), so a champion
+    the registry already names may not be answering yet: asking then got a 503."""
+    started = time.monotonic()
+    with httpx.Client(base_url=api_url, timeout=10) as api:
+        while True:
+            try:
+                card = api.get(f"/v1/models/{twin_id}")
+                served = card.json().get("model_version") if card.status_code == 200 else None
+            except httpx.TransportError:  # still starting
+                served = None
+            if served == str(version):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"the inference API did not serve version {version} of {twin_id} in "
+                                   f"{timeout:.0f}s (it serves {served!r})")
+            time.sleep(1.0)
+

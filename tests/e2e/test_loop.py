@@ -12,7 +12,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from devstack.demo import DEMO_PROMPT, follow_pipeline, seed_demo
+from devstack.demo import DEMO_PROMPT, follow_pipeline, seed_demo, wait_until_served
 from devstack.demo_sources import prepare_demo
 from llmtwin import registry, vectors
 from llmtwin.embeddings import embedding_model_name
@@ -57,16 +57,18 @@ def test_a_twin_goes_through_the_whole_loop(e2e_settings, running_stack, blog_si
     assert champion is not None
     assert champion.tags.get("dataset_version") in {v["id"] for v in view["versions"]}
 
-    # The official openai client streams a grounded answer from the champion.
+    # The official openai client streams a grounded answer from the champion, once the API has loaded it.
+    wait_until_served(settings.inference_api_url, twin_id, champion.version, timeout=120)
     openai = OpenAI(base_url=f"{settings.inference_api_url}/v1", api_key="unused-in-the-open-demo")
     assert twin_id in [m.id for m in openai.models.list().data]
     stream = openai.chat.completions.create(model=twin_id, stream=True, max_tokens=12,
                                             messages=[{"role": "user", "content": DEMO_PROMPT}])
-    pieces, citations = [], []
+    pieces, citations, versions = [], [], set()
     for chunk in stream:
+        versions.add(chunk.system_fingerprint)
         if chunk.choices and chunk.choices[0].delta.content:
             pieces.append(chunk.choices[0].delta.content)
         citations = (chunk.model_extra or {}).get("citations") or citations
-    assert "".join(pieces).strip()
+    assert "".join(pieces).strip() and versions == {champion.version}
     own_documents = {doc["id"] for doc in view["raw"]}
     assert citations and {c["document_id"] for c in citations} <= own_documents

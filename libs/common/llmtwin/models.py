@@ -242,6 +242,32 @@ def load_twin_model(folder: Path, device: str | None = None, settings: Settings 
     return model, load_tokenizer(folder), info
 
 
+class UsedTokenPenalty:
+    """OpenAI's frequency and presence penalties as a transformers logits processor, for serving
+    and for the trainer's evaluation alike (a model is judged as it will answer): a token's logit
+    drops by `frequency` for each time the answer has used it so far, and by `presence` once it
+    has used it at all. Only the answer counts, not the prompt: penalising the prompt
+    (transformers' own `repetition_penalty`) would keep the twin from the words of the very
+    material it was given."""
+
+    def __init__(self, prompt_length: int, frequency: float, presence: float) -> None:
+        self.prompt_length, self.frequency, self.presence = prompt_length, frequency, presence
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        answer = input_ids[:, self.prompt_length:]
+        if answer.shape[1] == 0:
+            return scores
+        counts = scores.new_zeros(scores.shape).scatter_add_(1, answer, scores.new_ones(answer.shape))
+        return scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence
+
+
+def used_token_penalties(prompt_length: int, frequency: float, presence: float) -> Any:
+    """`generate`'s `logits_processor` for the penalties: none when both are 0."""
+    from transformers import LogitsProcessorList
+
+    return LogitsProcessorList([UsedTokenPenalty(prompt_length, frequency, presence)] if frequency or presence else [])
+
+
 def lora_target_modules(model: torch.nn.Module) -> list[str]:
     """Names of the linear layers in attention and MLP blocks, found from the architecture.
 

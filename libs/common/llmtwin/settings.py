@@ -105,6 +105,13 @@ class Settings(BaseSettings):
 
     # Generation
     max_new_tokens: int = 128
+    # OpenAI's frequency and presence penalties, for a request that sets none: each time a token
+    # has appeared in the answer so far lowers its logit by the first, having appeared at all by
+    # the second. Without them the demo's small model repeats one line until it runs out of tokens
+    # (repeated 4-grams: 13% of its answers' on average, 2% with these); the frequency penalty adds
+    # up over a long answer, so it stays small.
+    frequency_penalty: float = Field(0.2, ge=-2, le=2)
+    presence_penalty: float = Field(0.5, ge=-2, le=2)
     retrieval_top_k: int = 4
     # Search with the request's topic and subjects too, not only its words (twin_inference.query_expansion).
     retrieval_query_expansion: bool = True

@@ -50,3 +50,38 @@ def test_context_is_dropped_to_fit_the_window_and_a_prompt_that_cannot_fit_is_a_
 
     assert roomy.json()["citations"] and tight.json()["citations"] == []
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_penalties_reach_the_model_and_a_request_can_switch_them_off(api):
+    headers = {"Authorization": f"Bearer {api.key}"}
+
+    def answer(**penalties) -> str:
+        response = httpx.post(f"{api.url}/v1/chat/completions", headers=headers, timeout=60, json={
+            "model": "ada", "messages": [{"role": "user", "content": "Kafka"}], "max_tokens": 24,
+            "temperature": 0, **penalties})
+        response.raise_for_status()
+        return response.json()["choices"][0]["message"]["content"]
+
+    plain = answer(frequency_penalty=0, presence_penalty=0)
+
+    # Greedy, so only the penalties can change the answer: the tiny model repeats itself without them.
+    assert answer(frequency_penalty=2, presence_penalty=2) != plain
+    assert answer(frequency_penalty=0, presence_penalty=0) == plain
+    refused = httpx.post(f"{api.url}/v1/chat/completions", headers=headers, timeout=60, json={
+        "model": "ada", "messages": [{"role": "user", "content": "Kafka"}], "frequency_penalty": 3})
+    assert refused.status_code == 422 and "frequency_penalty" in refused.text  # OpenAI's range: -2 to 2
+
+
+async def test_the_openai_compatible_backend_sends_the_penalties(api):
+    backend = OpenAICompatibleBackend(f"{api.url}/v1", "ada", api_key=api.key)
+
+    async def answer(penalty: float) -> str:
+        settings = GenerationSettings(24, temperature=0, frequency_penalty=penalty, presence_penalty=penalty)
+        return "".join([piece async for piece in backend.stream(PromptSpec("Kafka", "Ada Lovelace"), settings,
+                                                                GenerationReport())])
+    try:
+        plain, penalised = await answer(0), await answer(2)
+    finally:
+        await backend.aclose()
+
+    assert penalised != plain  # greedy: only the penalties, sent to the server, can change it

@@ -79,7 +79,23 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class SamplingRequest(BaseModel):
+    """How to pick the answer's tokens, as in the OpenAI API; a penalty left out is the server's
+    (settings.frequency_penalty, settings.presence_penalty)."""
+
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+
+    def generation(self, max_new_tokens: int, settings: Settings) -> GenerationSettings:
+        return GenerationSettings(
+            max_new_tokens, self.temperature, self.top_p,
+            settings.frequency_penalty if self.frequency_penalty is None else self.frequency_penalty,
+            settings.presence_penalty if self.presence_penalty is None else self.presence_penalty)
+
+
+class ChatCompletionRequest(SamplingRequest):
     model_config = ConfigDict(extra="ignore")
     model: str = Field(description="the twin's id (GET /v1/models)")
     messages: list[ChatMessage] = Field(min_length=1)
@@ -87,12 +103,10 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS_LIMIT)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS_LIMIT)
-    temperature: float = Field(0.7, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
     n: Literal[1] = 1
 
 
-class GenerateRequest(BaseModel):
+class GenerateRequest(SamplingRequest):
     twin_id: str
     prompt: str = Field(min_length=1, max_length=8000)
     links: list[str] = Field(default_factory=list, max_length=5, description="new material to draw on")
@@ -100,8 +114,6 @@ class GenerateRequest(BaseModel):
     outline: bool | None = Field(None, description="outline first, then the draft that follows it "
                                                    "(default: per format, as the server is configured)")
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS_LIMIT)
-    temperature: float = Field(0.7, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
 
 
 class BadRequest(ValueError):
@@ -264,8 +276,7 @@ def create_app(settings: Settings, *, manager: ModelManager | None = None, retri
             raise BadRequest("the messages hold no user message with text: the last one is the instruction")
         twin = await rt.answerer.twin(body.model, scope)
         sources = await rt.answerer.sources(twin, instruction, None)
-        gen = GenerationSettings(body.max_completion_tokens or body.max_tokens or settings.max_new_tokens,
-                                 body.temperature, body.top_p)
+        gen = body.generation(body.max_completion_tokens or body.max_tokens or settings.max_new_tokens, settings)
         answering = rt.answerer.answer("chat", request.state.info, twin, instruction, None, sources, gen)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
@@ -288,9 +299,9 @@ def create_app(settings: Settings, *, manager: ModelManager | None = None, retri
         rt = current()
         twin = await rt.answerer.twin(body.twin_id, scope)
         sources = await rt.answerer.sources(twin, body.prompt, body.format, body.links)
-        gen = GenerationSettings(body.max_new_tokens or settings.max_new_tokens, body.temperature, body.top_p)
+        gen = body.generation(body.max_new_tokens or settings.max_new_tokens, settings)
         chained = body.outline if body.outline is not None else body.format in settings.outline_formats
-        outline = GenerationSettings(settings.outline_max_new_tokens, body.temperature, body.top_p) if chained else None
+        outline = body.generation(settings.outline_max_new_tokens, settings) if chained else None
         answering = rt.answerer.answer("generate", request.state.info, twin, body.prompt, body.format,
                                        sources, gen, outline)
         return _sse(_native_events(answering))

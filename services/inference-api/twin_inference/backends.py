@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 from llmtwin.domain import DocumentKind
+from llmtwin.models import used_token_penalties
 from llmtwin.prompts import build_messages, build_prompt
 
 
@@ -44,6 +45,8 @@ class GenerationSettings:
     max_new_tokens: int
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
+    frequency_penalty: float = 0.0  # as in the OpenAI API: see UsedTokenPenalty
+    presence_penalty: float = 0.0
 
 
 @dataclass
@@ -145,13 +148,16 @@ class TransformersBackend:
             sampling: dict[str, Any] = ({"do_sample": True, "temperature": settings.temperature,
                                          "top_p": settings.top_p} if settings.temperature > 0
                                         else {"do_sample": False})
+            penalties = used_token_penalties(input_ids.shape[1], settings.frequency_penalty,
+                                             settings.presence_penalty)
             with torch.inference_mode():
                 output = self.model.generate(
                     input_ids.to(self.model.device), attention_mask=torch.ones_like(input_ids).to(self.model.device),
                     max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=self.tokenizer.eos_token_id,
                     streamer=TokenStreamer(self.tokenizer, hand_over),
-                    stopping_criteria=StoppingCriteriaList([StopWhenCancelled()]), **sampling)
+                    stopping_criteria=StoppingCriteriaList([StopWhenCancelled()]), logits_processor=penalties,
+                    **sampling)
             report.completion_tokens = output.shape[1] - input_ids.shape[1]
             report.finish_reason = "length" if report.completion_tokens >= max_new_tokens else "stop"
         finally:
@@ -233,7 +239,8 @@ class OpenAICompatibleBackend:
         messages = build_messages(spec.instruction, twin_name=spec.twin_name, kind=spec.kind, context=spec.context)
         body = {"model": self.model, "messages": messages, "stream": True,
                 "stream_options": {"include_usage": True}, "max_tokens": settings.max_new_tokens,
-                "temperature": settings.temperature, "top_p": settings.top_p}
+                "temperature": settings.temperature, "top_p": settings.top_p,
+                "frequency_penalty": settings.frequency_penalty, "presence_penalty": settings.presence_penalty}
         report.context_used = len(spec.context)
         try:
             async with self._client.stream("POST", "/chat/completions", json=body) as response:

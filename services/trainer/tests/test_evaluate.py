@@ -49,6 +49,21 @@ def test_evaluation_reports_perplexity_and_a_style_score_for_a_few_generations(t
     assert 0.0 <= metrics.char_ngram_similarity < 0.9
 
 
+def test_evaluation_decodes_with_the_penalties_the_api_answers_with(tiny_base_model, samples_for):
+    from twin_trainer.evaluate import generate_answers
+
+    model, tokenizer = load_causal_lm(tiny_base_model, "cpu"), load_tokenizer(tiny_base_model)
+    held_out = samples_for("ann", 2, Split.TEST)
+
+    def answers(penalty: float) -> list[str]:
+        return generate_answers(model, tokenizer, held_out, twin_name="Ann", max_new_tokens=16,
+                                frequency_penalty=penalty, presence_penalty=penalty)
+
+    assert answers(2.0) != answers(0.0)  # greedy both times: only the penalties change the answers
+    config = EvalConfig.from_settings(Settings(frequency_penalty=0.3, presence_penalty=0.1))
+    assert (config.frequency_penalty, config.presence_penalty) == (0.3, 0.1)
+
+
 def test_style_score_is_high_for_the_real_answers_themselves(embed_texts):
     from twin_trainer.evaluate import style_similarity
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from llmtwin.domain import InstructSample
+from llmtwin.models import used_token_penalties
 from llmtwin.settings import Settings
 
 from .examples import collate, encode_prompt, encode_samples, length_batches, sample_prompt
@@ -32,12 +33,15 @@ class EvalConfig:
     batch_size: int = 4
     style_samples: int = 4
     style_max_new_tokens: int = 48
+    frequency_penalty: float = 0.0  # decoding as the inference API's (settings.frequency_penalty)
+    presence_penalty: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EvalConfig:
         return cls(max_samples=settings.eval_max_samples, max_seq_len=settings.train_max_seq_len,
                    batch_size=settings.train_batch_size, style_samples=settings.eval_style_samples,
-                   style_max_new_tokens=settings.eval_style_max_new_tokens)
+                   style_max_new_tokens=settings.eval_style_max_new_tokens,
+                   frequency_penalty=settings.frequency_penalty, presence_penalty=settings.presence_penalty)
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,8 @@ def answer_perplexity(model, tokenizer, samples: Sequence[InstructSample], *, tw
 
 
 def generate_answers(model, tokenizer, samples: Sequence[InstructSample], *, twin_name: str,
-                     max_new_tokens: int) -> list[str]:
-    """Greedy answers, one prompt at a time (no padding to get wrong)."""
+                     max_new_tokens: int, frequency_penalty: float = 0.0, presence_penalty: float = 0.0) -> list[str]:
+    """Greedy answers, one prompt at a time (no padding to get wrong), with the API's penalties."""
     import torch
 
     device = next(model.parameters()).device
@@ -94,6 +98,8 @@ def generate_answers(model, tokenizer, samples: Sequence[InstructSample], *, twi
                                       device=device)
             output = model.generate(input_ids=prompt_ids, attention_mask=torch.ones_like(prompt_ids),
                                     max_new_tokens=max_new_tokens, do_sample=False,
+                                    logits_processor=used_token_penalties(prompt_ids.shape[1], frequency_penalty,
+                                                                          presence_penalty),
                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
             answers.append(tokenizer.decode(output[0, prompt_ids.shape[1]:], skip_special_tokens=True).strip())
     return answers
@@ -139,7 +145,8 @@ def evaluate_model(model, tokenizer, samples: Sequence[InstructSample], *, twin_
                                    max_seq_len=config.max_seq_len, batch_size=config.batch_size)
     styled = scored[:config.style_samples]
     generated = generate_answers(model, tokenizer, styled, twin_name=twin_name,
-                                 max_new_tokens=config.style_max_new_tokens)
+                                 max_new_tokens=config.style_max_new_tokens,
+                                 frequency_penalty=config.frequency_penalty, presence_penalty=config.presence_penalty)
     references = [s.answer for s in styled]
     style = style_similarity(generated, references, embed_texts) if styled else 0.0
     judged = judge.score([s.instruction for s in styled], references, generated) if judge else None

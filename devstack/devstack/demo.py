@@ -74,4 +74,3 @@ def wait_until_served(api_url: str, twin_id: str, version: str, timeout: float) 
                 raise TimeoutError(f"the inference API did not serve version {version} of {twin_id} in "
                                    f"{timeout:.0f}s (it serves {served!r})")
             time.sleep(1.0)
-

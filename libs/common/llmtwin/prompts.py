@@ -23,6 +23,11 @@ FORMAT_HINTS: dict[DocumentKind, str] = {
 
 FALLBACK_TEMPLATE_ROLE = "### {role}\n{content}\n\n"
 
+# Retrieved or linked material opens the user's turn, unnumbered: passages numbered "[1]", "[2]"
+# came back as "[1] [2] ..." at the start of a small twin's answers.
+MATERIAL_INTRO = "Material to draw on, from your own writing and the links you were given:"
+MATERIAL_SEPARATOR = "\n\n---\n\n"
+
 
 class ChatTokenizer(Protocol):
     chat_template: Any
@@ -36,8 +41,7 @@ def build_messages(instruction: str, *, twin_name: str, kind: DocumentKind | Non
     system = SYSTEM_PROMPT.format(name=twin_name)
     user_parts = []
     if context:
-        numbered = "\n\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(context, 1))
-        user_parts.append(f"Material from your own writing and given links:\n{numbered}")
+        user_parts.append(f"{MATERIAL_INTRO}\n\n{MATERIAL_SEPARATOR.join(text.strip() for text in context)}")
     if kind is not None:
         user_parts.append(FORMAT_HINTS[DocumentKind(kind)])
     user_parts.append(instruction.strip())

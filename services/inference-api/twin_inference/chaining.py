@@ -4,7 +4,7 @@ A long piece (an article) holds together better when its structure is settled be
 sentences: the model first outlines the piece from the same material, then writes the draft
 with that outline in its instruction. Each step is an ordinary `PromptSpec` that the backend
 renders with the one prompt builder (`llmtwin.prompts`, the one training used): the twin's
-system prompt, the numbered material, the format hint; only the instruction differs.
+system prompt, the material, the format hint; only the instruction differs.
 """
 from __future__ import annotations
 

@@ -23,8 +23,9 @@ FORMAT_HINTS: dict[DocumentKind, str] = {
 
 FALLBACK_TEMPLATE_ROLE = "### {role}\n{content}\n\n"
 
-# Retrieved or linked material opens the user's turn, unnumbered: passages numbered "[1]", "[2]"
-# came back as "[1] [2] ..." at the start of a small twin's answers.
+# Retrieved or linked material opens the user's turn, as data (never in the system message: crawled
+# or linked text must not speak with the twin's own instructions). Unnumbered: numbered passages came
+# back as "[5] [6] ..." in 12 of 18 of the demo twin's answers, none so.
 MATERIAL_INTRO = "Material to draw on, from your own writing and the links you were given:"
 MATERIAL_SEPARATOR = "\n\n---\n\n"
 

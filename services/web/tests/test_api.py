@@ -136,10 +136,13 @@ async def add_pipeline_results(warehouse) -> None:
     await warehouse.upsert(Collection.DATASET_VERSIONS, DatasetVersion.of("ada", ["s1", "s2"]).model_dump(mode="json"))
     earlier = utcnow() - timedelta(minutes=5)
     first = TrainingJob(id="t1", twin_id="ada", dataset_version="dv1", state=JobState.SUCCEEDED, progress=1.0,
-                        model_version="1", promoted=True, metrics={"perplexity": 20.7},
+                        model_version="1", promoted=True,
+                        metrics={"candidate_perplexity": 20.7, "reference_perplexity": 22.3,
+                                 "candidate_style_score": 0.453, "reference_style_score": 0.388,
+                                 "candidate_samples": 11.0, "reference_samples": 11.0},
                         created_at=earlier, updated_at=earlier)
     second = TrainingJob(id="t2", twin_id="ada", dataset_version="dv2", state=JobState.SUCCEEDED, progress=1.0,
-                         model_version="2", promoted=False, metrics={"perplexity": 24.0})
+                         model_version="2", promoted=False, metrics={"perplexity": 24.0})  # as jobs once recorded
     for job in (first, second):
         await warehouse.upsert(Collection.TRAINING_JOBS, job.model_dump(mode="json"))
 

@@ -261,6 +261,27 @@ def _latest_per_profile(jobs: list[CrawlJob]) -> list[CrawlJob]:
     return list(latest.values())
 
 
+# The gate's scores as the page names them, in the order it shows them (see the trainer's evaluation).
+SCORE_LABELS = {"perplexity": "Held-out perplexity (lower is better)", "style_score": "Style (embedding similarity)",
+                "char_ngram_similarity": "Character n-gram similarity", "judge_score": "Judge's score"}
+
+
+def score_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:
+    """The scores of a version beside those of what it was compared with, one row per score:
+    {"label", "value", "reference"}; a metric the page has no label for keeps its own name."""
+    rows = []
+    for name, label in SCORE_LABELS.items():
+        value, reference = metrics.get(f"candidate_{name}"), metrics.get(f"reference_{name}")
+        if value is not None or reference is not None:
+            rows.append({"label": label, "value": value, "reference": reference})
+    known = {f"{side}_{name}" for side in ("candidate", "reference")
+             for name in (*SCORE_LABELS, "samples", "style_samples", "judge_skipped")}
+    rows += [{"label": name, "value": value, "reference": None} for name, value in metrics.items()
+             if name not in known]
+    return rows
+
+
 def _model_view(job: TrainingJob) -> dict[str, Any]:
     return {"version": job.model_version, "dataset_version": job.dataset_version, "metrics": job.metrics,
-            "promoted": job.promoted, "job_id": job.id, "updated_at": job.updated_at.isoformat()}
+            "scores": score_rows(job.metrics), "promoted": job.promoted, "job_id": job.id,
+            "updated_at": job.updated_at.isoformat()}

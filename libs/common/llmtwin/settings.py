@@ -77,10 +77,14 @@ class Settings(BaseSettings):
     train_grad_accum: int = 1
     train_checkpoint_every: int = 10
     eval_max_samples: int = 16
-    # Style score: generations compared with the real answers (generation is slow on CPU).
-    eval_style_samples: int = 4
+    # Style and voice scores: greedy answers to this many held-out instructions (one batch).
+    eval_style_samples: int = 8
     eval_style_max_new_tokens: int = 48
     eval_style_tolerance: float = 0.02  # how far the style score may drop for a promotion
+    # Voice score: a character n-gram classifier of the person's training answers against the base
+    # model's answers to this many of the same instructions (0: no voice score), and how far it may drop.
+    eval_voice_negatives: int = 12
+    eval_voice_tolerance: float = 0.05
     # An LLM judge (any OpenAI-compatible endpoint; empty URL: none) scores how much generations
     # sound like the person, 0-1; a promotion then also needs a judge score at most this far below.
     eval_judge_url: str = ""

@@ -1,4 +1,4 @@
-"""The evaluation gate: held-out perplexity, the style score, and the promotion rule."""
+"""The evaluation gate: held-out perplexity, the style and voice scores, and the promotion rule."""
 from __future__ import annotations
 
 import math
@@ -64,6 +64,26 @@ def test_evaluation_decodes_with_the_penalties_the_api_answers_with(tiny_base_mo
     assert (config.frequency_penalty, config.presence_penalty) == (0.3, 0.1)
 
 
+def test_answers_generated_in_one_padded_batch_are_those_generated_one_at_a_time(tiny_base_model, samples_for):
+    from llmtwin.domain import DocumentKind, InstructSample
+    from twin_trainer.evaluate import generate_answers
+
+    model, tokenizer = load_causal_lm(tiny_base_model, "cpu"), load_tokenizer(tiny_base_model)
+    short = samples_for("ann", 2, Split.TEST)
+    # Prompts of different lengths, so the batch is padded.
+    long = InstructSample.create(twin_id="ann", document_id="long", kind=DocumentKind.POST,
+                                 instruction="Write about Kafka. " * 6,
+                                 answer="Keep it simple.")
+    prompts = [*short, long]
+
+    def answers(batch_size: int) -> list[str]:
+        return generate_answers(model, tokenizer, prompts, twin_name="Ann", max_new_tokens=12,
+                                frequency_penalty=0.2, presence_penalty=0.5, batch_size=batch_size)
+
+    one_by_one = answers(1)
+    assert answers(3) == one_by_one and len(set(one_by_one)) > 1
+
+
 def test_style_score_is_high_for_the_real_answers_themselves(embed_texts):
     from twin_trainer.evaluate import style_similarity
 
@@ -82,7 +102,7 @@ def test_char_ngram_similarity_tells_a_voice_from_another():
     assert char_ngram_similarity(like_her, hers) > char_ngram_similarity(unlike_her, hers) + 0.3
 
 
-CHAMPION = EvalMetrics(perplexity=20.0, style_score=0.40, samples=8, style_samples=4)
+CHAMPION = EvalMetrics(perplexity=20.0, style_score=0.40, samples=8, style_samples=4, voice_score=0.60)
 
 
 @pytest.mark.parametrize("candidate, promoted, why", [
@@ -92,8 +112,10 @@ CHAMPION = EvalMetrics(perplexity=20.0, style_score=0.40, samples=8, style_sampl
     (EvalMetrics(20.0, 0.50, 8, 4), False, "not below"),
     (EvalMetrics(18.0, 0.30, 8, 4), False, "style score"),
     (EvalMetrics(float("nan"), 0.50, 8, 4), False, "not finite"),
+    (EvalMetrics(18.0, 0.41, 8, 4, voice_score=0.56), True, "voice score 0.560 vs 0.600"),  # within the tolerance
+    (EvalMetrics(18.0, 0.41, 8, 4, voice_score=0.50), False, "voice score 0.500 dropped"),
 ])
 def test_gate_promotes_only_a_better_candidate(candidate, promoted, why):
-    verdict, reason = gate(candidate, CHAMPION, style_tolerance=0.02)
+    verdict, reason = gate(candidate, CHAMPION, style_tolerance=0.02, voice_tolerance=0.05)
     assert verdict is promoted
     assert why in reason

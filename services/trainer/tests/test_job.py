@@ -21,8 +21,9 @@ def job_settings(bus_settings: Settings, tiny_base_model, **changes) -> Settings
     small = {"base_model": str(tiny_base_model), "train_max_steps": 12, "train_batch_size": 4,
              "train_max_seq_len": 96, "train_learning_rate": 1e-2, "lora_r": 8, "lora_alpha": 16,
              "eval_max_samples": 4, "eval_style_samples": 1, "eval_style_max_new_tokens": 4,
+             "eval_voice_negatives": 2,
              # Random tiny weights write noise either way: the verdict here rests on perplexity.
-             "eval_style_tolerance": 1.0}
+             "eval_style_tolerance": 1.0, "eval_voice_tolerance": 1.0}
     return bus_settings.model_copy(update={**small, **changes})
 
 
@@ -61,6 +62,7 @@ async def test_a_better_model_is_promoted_and_a_worse_one_rejected(bus_settings,
     assert first.state == JobState.SUCCEEDED, first.message
     assert (first.model_version, first.promoted, first.progress) == ("1", True, 1.0)
     assert first.metrics["candidate_perplexity"] < first.metrics["reference_perplexity"]
+    assert 0.0 <= first.metrics["candidate_voice_score"] <= 1.0 and "reference_voice_score" in first.metrics
     assert "against base" in first.message
     assert registry.champion("ann").version == "1"
 

@@ -45,7 +45,7 @@ from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, open_warehouse
 from llmtwin.warehouse.repository import Repository
 
-from .evaluate import EvalConfig, EvalMetrics, evaluate_model, gate
+from .evaluate import EvalConfig, EvalMetrics, evaluate_model, fit_voice, gate
 from .finetune import StepMetrics, TrainParams, TrainResult, finetune, params_for_logging
 from .judge import StyleJudge
 
@@ -177,6 +177,7 @@ def train_evaluate_register(settings: Settings, job: TrainingJob, inputs: JobInp
         candidate, reference, reference_name = evaluate_candidate(settings, job.twin_id, base_model, result,
                                                                   inputs)
         promote, reason = gate(candidate, reference, style_tolerance=settings.eval_style_tolerance,
+                               voice_tolerance=settings.eval_voice_tolerance,
                                judge_tolerance=settings.eval_judge_tolerance)
         metrics = {**candidate.as_dict("candidate_"), **reference.as_dict("reference_")}
         log.info("evaluation of job %s against %s: %s", job.id, reference_name, metrics)
@@ -245,12 +246,16 @@ def _evaluate_both(settings: Settings, twin_id: str, base_model: str, result: Tr
     device = pick_device()
     tokenizer = load_tokenizer(result.adapter_dir)
 
-    def score(model, model_tokenizer=tokenizer) -> EvalMetrics:
-        return evaluate_model(model, model_tokenizer, inputs.test, twin_name=inputs.twin_name, config=config,
-                              embed_texts=embed_texts, judge=judge)
-
     model = PeftModel.from_pretrained(load_causal_lm(base_model, device), str(result.adapter_dir),
                                       adapter_name="candidate")
+    with model.disable_adapter():  # the base writes the "not the person" side of the voice classifier
+        voice = fit_voice(model, tokenizer, inputs.train, twin_name=inputs.twin_name, config=config,
+                          negatives=settings.eval_voice_negatives)
+
+    def score(model, model_tokenizer=tokenizer) -> EvalMetrics:
+        return evaluate_model(model, model_tokenizer, inputs.test, twin_name=inputs.twin_name, config=config,
+                              embed_texts=embed_texts, voice=voice, judge=judge)
+
     candidate = score(model)
     current = registry.champion(twin_id)
     if current is None:

@@ -200,16 +200,12 @@ def gate(candidate: EvalMetrics, champion: EvalMetrics, *, style_tolerance: floa
     if candidate.perplexity >= champion.perplexity:
         return False, (f"perplexity {candidate.perplexity:.3f} is not below the champion's "
                        f"{champion.perplexity:.3f}")
-    if candidate.style_score < champion.style_score - style_tolerance:
-        return False, (f"style score {candidate.style_score:.3f} dropped more than {style_tolerance} below "
-                       f"the champion's {champion.style_score:.3f}")
     notes = []
-    for name, tolerance in (("voice", voice_tolerance), ("judge", judge_tolerance)):
+    for name, tolerance in (("style", style_tolerance), ("voice", voice_tolerance), ("judge", judge_tolerance)):
         ours, theirs = getattr(candidate, f"{name}_score"), getattr(champion, f"{name}_score")
-        if ours is None or theirs is None:
+        if ours is None or theirs is None:  # no voice classifier or no judge on one side: not compared
             continue
         if ours < theirs - tolerance:
             return False, f"{name} score {ours:.3f} dropped more than {tolerance} below the champion's {theirs:.3f}"
-        notes.append(f", {name} score {ours:.3f} vs {theirs:.3f}")
-    return True, (f"perplexity {candidate.perplexity:.3f} < {champion.perplexity:.3f}, style score "
-                  f"{candidate.style_score:.3f} vs {champion.style_score:.3f}{''.join(notes)}")
+        notes.append(f"{name} score {ours:.3f} vs {theirs:.3f}")
+    return True, ", ".join([f"perplexity {candidate.perplexity:.3f} < {champion.perplexity:.3f}", *notes])

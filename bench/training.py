@@ -12,6 +12,10 @@ and full runs alternate for a few rounds, each mode keeping its least disturbed 
 Ratios: tokens/s of LoRA / tokens/s of full FT (above 1: LoRA is faster) and peak memory of
 LoRA / full FT (below 1: LoRA needs less). The GPU version, on a 1B-class model, is
 bench/device/train_1b.py.
+
+The job's evaluation writes greedy answers (held-out style samples, the voice classifier's
+base answers): answers/s of the evaluation's padded batches against one prompt per
+`generate` call, SmolLM2-135M, the same prompts, alternating rounds, best of each.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ PARAMS = {
     "SmolLM2-135M": ({"max_steps": 4, "batch_size": 4, "max_seq_len": 128}, 2),
 }
 _SAMPLE_COUNT = 16
+_EVAL_PROMPTS, _EVAL_NEW_TOKENS, _EVAL_ROUNDS = 12, 48, 2
 _TOPICS = ["Kafka", "feature stores", "LoRA", "evaluation", "data pipelines", "RAG", "embeddings", "vector search"]
 
 
@@ -108,8 +113,27 @@ def compare(label: str, base_model: str) -> list[Result]:
     ]
 
 
+def evaluation_answers(base_model: str) -> Result:
+    from llmtwin.models import load_causal_lm, load_tokenizer
+    from twin_trainer.evaluate import GENERATION_BATCH, generate_answers
+
+    model, tokenizer = load_causal_lm(base_model, "cpu"), load_tokenizer(base_model)
+    prompts = synthetic_samples(_EVAL_PROMPTS)
+    best: dict[int, float] = {}
+    for _ in range(_EVAL_ROUNDS):
+        for batch_size in (GENERATION_BATCH, 1):
+            start = time.perf_counter()
+            generate_answers(model, tokenizer, prompts, twin_name="Bench", max_new_tokens=_EVAL_NEW_TOKENS,
+                             frequency_penalty=0.2, presence_penalty=0.5, batch_size=batch_size)
+            best[batch_size] = max(best.get(batch_size, 0.0), len(prompts) / (time.perf_counter() - start))
+    return Result("training", f"SmolLM2-135M evaluation answers/s ({_EVAL_PROMPTS} prompts x {_EVAL_NEW_TOKENS} "
+                  f"new tokens, batches of {GENERATION_BATCH}, best of {_EVAL_ROUNDS})", best[GENERATION_BATCH],
+                  "answers/s", baseline=best[1], baseline_label="one prompt per generate call", goal="> 1")
+
+
 def run() -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         tiny = str(build_tiny_model(Path(tmp) / "tiny-llama"))
         results = compare("tiny Llama", tiny)
-    return results + compare("SmolLM2-135M", resolve_base_model(Settings()))
+    smollm2 = resolve_base_model(Settings())
+    return results + compare("SmolLM2-135M", smollm2) + [evaluation_answers(smollm2)]

@@ -150,6 +150,9 @@ class InstructSample(BaseModel):
     answer: str
     split: Split
     generator: str = "offline"
+    # Passages of the person's other writing that the prompt carries, as serving's retrieval gives
+    # them: not part of the sample's identity or of a dataset version; a training job looks them up.
+    material: list[str] = Field(default_factory=list)
 
     @classmethod
     def create(cls, *, twin_id: str, document_id: str, kind: DocumentKind, instruction: str,

@@ -80,3 +80,17 @@ def render_prompt(tokenizer: ChatTokenizer | None, messages: list[dict[str, str]
 def build_prompt(tokenizer: ChatTokenizer | None, instruction: str, *, twin_name: str,
                  kind: DocumentKind | None = None, context: Sequence[str] = ()) -> str:
     return render_prompt(tokenizer, build_messages(instruction, twin_name=twin_name, kind=kind, context=context))
+
+
+def encode_prompt_within(tokenizer: Any, instruction: str, *, twin_name: str, budget: int,
+                         kind: DocumentKind | None = None, context: Sequence[str] = ()) -> tuple[list[int], int]:
+    """(token ids, context items kept): the prompt with as many of its context items as fit in
+    `budget` tokens, the last ones going first; with none fitting, the prompt without context,
+    however long. Ids as serving encodes them: the template wrote its own special tokens."""
+    used = len(context)
+    while True:
+        prompt = build_prompt(tokenizer, instruction, twin_name=twin_name, kind=kind, context=context[:used])
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) <= budget or used == 0:
+            return ids, used
+        used -= 1

@@ -98,16 +98,18 @@ def delete_stale_chunks(client: QdrantClient, collection: str, keep: Mapping[str
 
 
 def search(client: QdrantClient, collection: str, vector: Sequence[float], *, twin_id: str, top_k: int,
-           kinds: Iterable[DocumentKind | str] | None = None,
-           score_threshold: float | None = None) -> list[ScoredChunk]:
-    """The twin's chunks nearest to `vector`, best first. Never crosses into another twin's writing."""
+           kinds: Iterable[DocumentKind | str] | None = None, score_threshold: float | None = None,
+           exclude_document_id: str | None = None) -> list[ScoredChunk]:
+    """The twin's chunks nearest to `vector`, best first, none of `exclude_document_id`'s.
+    Never crosses into another twin's writing."""
     if not twin_id:
         raise ValueError("a search is always scoped to one twin: twin_id is required")
     conditions = [_match("twin_id", twin_id)]
     if kinds is not None:
         conditions.append(models.FieldCondition(key="kind", match=models.MatchAny(any=[str(k) for k in kinds])))
+    excluded = [_match("document_id", exclude_document_id)] if exclude_document_id else None
     response = client.query_points(collection, query=[float(x) for x in vector],
-                                   query_filter=models.Filter(must=conditions), limit=top_k,
+                                   query_filter=models.Filter(must=conditions, must_not=excluded), limit=top_k,
                                    with_payload=True, score_threshold=score_threshold)
     return [ScoredChunk(Chunk.model_validate(point.payload), point.score) for point in response.points]
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from llmtwin.domain import DocumentKind
-from llmtwin.prompts import FORMAT_HINTS, MATERIAL_INTRO, build_messages, build_prompt
+from llmtwin.models import load_tokenizer
+from llmtwin.prompts import FORMAT_HINTS, MATERIAL_INTRO, build_messages, build_prompt, encode_prompt_within
 
 PASSAGES = ["Idempotent writes make retries safe.", "Hash the natural key to get the id."]
 
@@ -32,3 +33,20 @@ def test_a_tokenizer_without_a_chat_template_gets_the_plain_roles():
     assert prompt.startswith("### system\nYou are Ada's writing twin.")
     assert prompt.index("### user\n" + MATERIAL_INTRO) < prompt.index("Write about retries.")
     assert prompt.endswith("Write about retries.\n\n### assistant\n")
+
+
+def test_a_prompt_keeps_as_much_material_as_fits_its_budget_the_last_passages_going_first(tiny_base_model):
+    tokenizer = load_tokenizer(tiny_base_model)
+
+    def ids(context):
+        prompt = build_prompt(tokenizer, "Write about retries.", twin_name="Ada", context=context)
+        return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def fitted(budget):
+        return encode_prompt_within(tokenizer, "Write about retries.", twin_name="Ada", context=PASSAGES,
+                                    budget=budget)
+
+    assert fitted(len(ids(PASSAGES))) == (ids(PASSAGES), 2)
+    assert fitted(len(ids(PASSAGES)) - 1) == (ids(PASSAGES[:1]), 1)
+    assert fitted(len(ids([]))) == (ids([]), 0)
+    assert fitted(1) == (ids([]), 0)  # nothing fits: the bare prompt, for the caller to refuse or cut

@@ -74,6 +74,9 @@ def test_search_stays_within_one_twin_and_kinds(client):
     assert [hit.chunk for hit in search(client, collection, unit(1, 0, 0, 0), twin_id="bob", top_k=10)] == bob_post
     code_only = search(client, collection, unit(1, 0, 0, 0), twin_id="alice", top_k=10, kinds=[DocumentKind.CODE])
     assert [hit.chunk for hit in code_only] == alice_code
+    others = search(client, collection, unit(1, 0, 0, 0), twin_id="alice", top_k=10,
+                    exclude_document_id=alice_post[0].document_id)
+    assert [hit.chunk for hit in others] == alice_code
     close_only = search(client, collection, unit(1, 0, 0, 0), twin_id="alice", top_k=10, score_threshold=0.4)
     assert [hit.chunk for hit in close_only] == [alice_post[0], alice_code[0]]
     assert len(search(client, collection, unit(1, 0, 0, 0), twin_id="alice", top_k=1)) == 1

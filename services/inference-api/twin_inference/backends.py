@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import httpx
 from llmtwin.domain import DocumentKind
 from llmtwin.models import used_token_penalties
-from llmtwin.prompts import build_messages, build_prompt
+from llmtwin.prompts import build_messages, encode_prompt_within
 
 
 class GenerationError(RuntimeError):
@@ -165,16 +165,15 @@ class TransformersBackend:
 
     def _fit_prompt(self, spec: PromptSpec, max_new_tokens: int):
         """Token ids of the prompt with as many context items as fit beside the answer."""
+        import torch
+
         budget = self.context_window - max_new_tokens
-        for used in range(len(spec.context), -1, -1):
-            prompt = build_prompt(self.tokenizer, spec.instruction, twin_name=spec.twin_name, kind=spec.kind,
-                                  context=spec.context[:used])
-            # The chat template already wrote the special tokens the model expects.
-            ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
-            if ids.shape[1] <= budget:
-                return ids, used
-        raise PromptTooLong(f"the prompt takes {ids.shape[1]} tokens; with {max_new_tokens} new tokens it "
-                            f"exceeds the model's window of {self.context_window}")
+        ids, used = encode_prompt_within(self.tokenizer, spec.instruction, twin_name=spec.twin_name, kind=spec.kind,
+                                         context=spec.context, budget=budget)
+        if len(ids) > budget:
+            raise PromptTooLong(f"the prompt takes {len(ids)} tokens; with {max_new_tokens} new tokens it "
+                                f"exceeds the model's window of {self.context_window}")
+        return torch.tensor([ids]), used
 
     async def aclose(self) -> None:
         # Work already handed to the thread finishes; the weights go with the last reference.

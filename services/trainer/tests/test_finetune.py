@@ -38,6 +38,28 @@ def test_a_long_sample_keeps_the_end_of_its_prompt_and_the_start_of_its_answer(t
     assert example.labels[32:] == answer_ids[:32]
 
 
+def test_material_rides_in_the_serving_prompt_and_a_long_prompt_sheds_its_last_passages_first(tiny_base_model):
+    tokenizer = load_tokenizer(tiny_base_model)
+    passages = ["Kafka moves events between services.", "Every consumer is idempotent. " * 12]
+    sample = InstructSample.create(twin_id="ann", document_id="d", kind=DocumentKind.POST,
+                                   instruction="Write about Kafka.", answer="Keep it simple.")
+    sample = sample.model_copy(update={"material": passages})
+
+    def prompt_ids(context):
+        prompt = build_prompt(tokenizer, "Write about Kafka.", twin_name="Ann", kind=DocumentKind.POST,
+                              context=context)
+        return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    roomy = encode_example(tokenizer, sample, twin_name="Ann", max_seq_len=512)
+    assert roomy.input_ids[:len(prompt_ids(passages))] == prompt_ids(passages)
+    # Too little room for both passages: the prompt keeps the first, whole, and its system turn.
+    tight_len = len(prompt_ids(passages[:1])) + 12
+    assert len(prompt_ids(passages)) > tight_len
+    tight = encode_example(tokenizer, sample, twin_name="Ann", max_seq_len=tight_len)
+    assert tight.input_ids[:len(prompt_ids(passages[:1]))] == prompt_ids(passages[:1])
+    assert tight.answer_tokens == len(tokenizer("Keep it simple.", add_special_tokens=False)["input_ids"]) + 1
+
+
 def test_finetuning_lowers_the_loss_and_writes_an_adapter_that_reloads(tiny_base_model, samples_for, tmp_path):
     from peft import PeftModel
 

@@ -1,9 +1,9 @@
 """Instruct samples as token ids: the serving prompt, then the answer; loss only on the answer.
 
 Training and evaluation both encode through here, and the prompt comes from
-`llmtwin.prompts.build_prompt`, the builder serving uses, tokenized the same way
-(the template's own special tokens, nothing added), so the model is trained on
-exactly the text it will be prompted with.
+`llmtwin.prompts`, the builder serving uses, tokenized and fitted to a window the same
+way (the template's own special tokens, nothing added; material shed last passage
+first), so the model is trained on exactly the text it will be prompted with.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmtwin.domain import InstructSample
-from llmtwin.prompts import build_prompt
+from llmtwin.prompts import encode_prompt_within
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt and padding)
 
@@ -27,20 +27,20 @@ class EncodedExample:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def sample_prompt(tokenizer, sample: InstructSample, twin_name: str) -> str:
-    return build_prompt(tokenizer, sample.instruction, twin_name=twin_name, kind=sample.kind)
-
-
-def encode_prompt(tokenizer, prompt: str) -> list[int]:
-    """Prompt ids as serving computes them: the rendered template carries its own special tokens."""
-    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+def encode_sample_prompt(tokenizer, sample: InstructSample, *, twin_name: str, budget: int) -> list[int]:
+    """The sample's prompt as serving encodes it, with as much of its material as fits in `budget`."""
+    ids, _ = encode_prompt_within(tokenizer, sample.instruction, twin_name=twin_name, kind=sample.kind,
+                                  context=sample.material, budget=budget)
+    return ids
 
 
 def encode_example(tokenizer, sample: InstructSample, *, twin_name: str, max_seq_len: int) -> EncodedExample:
-    """Prompt + answer + eos, cut to max_seq_len: the answer keeps at least half of the window,
-    the prompt loses its beginning first (the instruction sits at its end)."""
-    prompt_ids = encode_prompt(tokenizer, sample_prompt(tokenizer, sample, twin_name))
+    """Prompt + answer + eos, cut to max_seq_len: the answer keeps at least half of the window.
+    A prompt too long for the rest sheds its material, last passage first, then (with none
+    left) its beginning (the instruction sits at its end)."""
     answer_ids = tokenizer(sample.answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    prompt_ids = encode_sample_prompt(tokenizer, sample, twin_name=twin_name,
+                                      budget=max(max_seq_len - len(answer_ids), max_seq_len // 2))
     answer_budget = min(len(answer_ids), max(max_seq_len - len(prompt_ids), max_seq_len // 2))
     answer_ids = answer_ids[:answer_budget]
     prompt_ids = prompt_ids[-(max_seq_len - answer_budget):] if max_seq_len > answer_budget else []

@@ -71,12 +71,18 @@ class Settings(BaseSettings):
     train_max_steps: int = 16  # the CPU demo trains for a couple of minutes; raise it on a GPU
     train_batch_size: int = 4
     train_max_seq_len: int = 192
+    # Passages of the person's other writing in each training prompt, as serving retrieves them
+    # (the held-out prompts get retrieval_top_k, the serving condition); 0: train without material.
+    train_material_passages: int = Field(0, ge=0)
     train_learning_rate: float = 2e-4
     lora_r: int = 16
     lora_alpha: int = 32
     train_grad_accum: int = 1
     train_checkpoint_every: int = 10
     eval_max_samples: int = 16
+    # Held-out prompts carry retrieval_top_k passages, as served: the perplexity window holds them
+    # and the answer (a longer prompt sheds its last passages first).
+    eval_max_seq_len: int = 1024
     # Style and voice scores: greedy answers to this many held-out instructions (one batch).
     eval_style_samples: int = 8
     eval_style_max_new_tokens: int = 48

@@ -102,6 +102,22 @@ def test_char_ngram_similarity_tells_a_voice_from_another():
     assert char_ngram_similarity(like_her, hers) > char_ngram_similarity(unlike_her, hers) + 0.3
 
 
+def test_copied_share_counts_the_words_of_long_runs_taken_word_for_word_from_the_material():
+    from twin_trainer.evaluate import copied_share
+
+    material = ["Start with the smallest model that could possibly work and the cleanest data you can afford.",
+                "Measure on a frozen held-out set."]
+    copied_run = "Start with the smallest model that could possibly   work and"  # 10 words, spacing aside
+    fresh = "I would pick a tiny model first and clean the data"  # 11 words, shorter runs only
+    assert copied_share([f"{copied_run} {fresh}"], [material]) == pytest.approx(10 / 21)
+    # A run of 7 is phrasing, not copying; a run that spans two passages is not in either.
+    assert copied_share(["the smallest model that could possibly work"], [material]) == 0.0
+    assert copied_share(["you can afford. Measure on a frozen held-out"], [material]) == 0.0
+    # Only a prompt's own material counts.
+    assert copied_share([copied_run, copied_run], [material, []]) == pytest.approx(10 / 20)
+    assert copied_share([], []) == 0.0
+
+
 CHAMPION = EvalMetrics(perplexity=20.0, style_score=0.40, samples=8, style_samples=4, voice_score=0.60)
 
 

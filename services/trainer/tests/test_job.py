@@ -10,8 +10,21 @@ from pathlib import Path
 
 import mlflow
 from llmtwin import registry
-from llmtwin.domain import DatasetVersion, JobState, Split, TrainingJob, Twin
+from llmtwin.domain import (
+    Chunk,
+    CleanDocument,
+    DatasetVersion,
+    DocumentKind,
+    JobState,
+    Platform,
+    Split,
+    TrainingJob,
+    Twin,
+    content_hash,
+)
+from llmtwin.infra.process import free_port
 from llmtwin.settings import Settings
+from llmtwin.testing.vectors import seed_twins
 from llmtwin.warehouse import Collection, open_warehouse
 from llmtwin.warehouse.repository import Repository
 from twin_trainer.job import run_job
@@ -51,11 +64,30 @@ async def stored_job(settings: Settings, job_id: str) -> TrainingJob:
         await warehouse.close()
 
 
+def seed_writing(settings: Settings, embedding_model) -> None:
+    """Ann's chunks in the vector store: one of a training sample's own document, two of other writing."""
+    def chunk(document_id: str, text: str) -> Chunk:
+        document = CleanDocument(id=document_id, twin_id="ann", platform=Platform.BLOG, kind=DocumentKind.POST,
+                                 link=f"https://example.com/{document_id}", title=document_id, content=text,
+                                 content_hash=content_hash(text), raw_hash="")
+        return Chunk.create(document, 0, text)
+
+    seed_twins(settings, embedding_model, [], {"ann": [
+        chunk("train-doc-0", OWN_ANSWER), chunk("notes-1", "Kafka consumers commit after the work is done."),
+        chunk("notes-2", "Feature stores keep what training and serving both read.")]})
+
+
+OWN_ANSWER = "Training sample 0's own document: never material for its own prompt."
+
+
 async def test_a_better_model_is_promoted_and_a_worse_one_rejected(bus_settings, tiny_base_model, samples_for,
-                                                                   read_model_events, with_registry):
+                                                                   read_model_events, with_registry, qdrant_url,
+                                                                   embedding_model):
     samples = samples_for("ann", 8, Split.TRAIN) + samples_for("ann", 3, Split.TEST)
     dataset = DatasetVersion.of("ann", [s.id for s in samples])
-    settings = with_registry(job_settings(bus_settings, tiny_base_model))
+    settings = with_registry(job_settings(bus_settings, tiny_base_model, qdrant_url=qdrant_url,
+                                          train_material_passages=1))
+    await asyncio.to_thread(seed_writing, settings, embedding_model)  # it runs a loop of its own
     await store_job(settings, samples, "job-1", dataset)
 
     first = await _run(settings, "job-1")
@@ -67,7 +99,9 @@ async def test_a_better_model_is_promoted_and_a_worse_one_rejected(bus_settings,
     assert registry.champion("ann").version == "1"
 
     # Learning rate 0 leaves the adapter at its zero start: the base model again, worse than the champion.
-    unchanged = job_settings(bus_settings, tiny_base_model, train_learning_rate=0.0, train_max_steps=1)
+    # No vector store answers this one: it is trained and judged without material.
+    unchanged = job_settings(bus_settings, tiny_base_model, train_learning_rate=0.0, train_max_steps=1,
+                             qdrant_url=f"http://127.0.0.1:{free_port()}")
     await store_job(unchanged, [], "job-2", dataset)
     second = await _run(unchanged, "job-2")
     assert second.state == JobState.SUCCEEDED, second.message
@@ -94,7 +128,7 @@ async def test_a_better_model_is_promoted_and_a_worse_one_rejected(bus_settings,
     [logged] = run.inputs.dataset_inputs
     assert logged.dataset.digest == dataset.id
     # The version, exported as a file, is an artifact of the run and the source of its input dataset.
-    [artifact] = mlflow.MlflowClient().list_artifacts(run.info.run_id, "dataset")
+    artifact, material = mlflow.MlflowClient().list_artifacts(run.info.run_id, "dataset")
     assert artifact.path == f"dataset/dataset-{dataset.id}.jsonl"
     exported = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=artifact.path))
     lines = exported.read_text(encoding="utf-8").splitlines()
@@ -103,6 +137,18 @@ async def test_a_better_model_is_promoted_and_a_worse_one_rejected(bus_settings,
     assert json.loads(logged.dataset.source)["uri"].endswith(artifact.path)
     assert json.loads(logged.dataset.schema)["mlflow_colspec"][0]["name"] == "sample_id"
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")) == 12
+    # Beside it, what each prompt carried: a training prompt one passage of other writing, a held-out
+    # prompt as many as serving retrieves (three are stored); never the sample's own document.
+    assert material.path == "dataset/material.jsonl"
+    carried = [json.loads(line) for line in Path(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path=material.path)).read_text(encoding="utf-8").splitlines()]
+    assert {row["sample_id"] for row in carried} == set(dataset.sample_ids)
+    assert {len(row["material"]) for row in carried if row["split"] == "train"} == {1}
+    assert {len(row["material"]) for row in carried if row["split"] == "test"} == {3}
+    own = next(row for row in carried if row["sample_id"] == samples[0].id)
+    assert OWN_ANSWER not in own["material"]
+    assert (run.data.metrics["train_material_per_prompt"], run.data.metrics["test_material_per_prompt"]) == (1, 3)
+    assert mlflow.get_run(registry.list_versions("ann")[1].run_id).data.metrics["test_material_per_prompt"] == 0
     rejected_run = mlflow.get_run(registry.list_versions("ann")[1].run_id)
     assert rejected_run.data.tags["gate.promoted"] == "False"
     assert "candidate_style_score" in rejected_run.data.metrics

@@ -1,6 +1,7 @@
 """The evaluation gate: held-out perplexity of the answers, style and voice scores, and the verdict.
 
-Perplexity uses the same prompt builder and answer-only loss as training. Greedy answers to
+Perplexity uses the same prompt builder and answer-only loss as training, and the prompts
+carry the material a job gave them (held-out ones: what serving retrieves). Greedy answers to
 a few held-out instructions (generation is slow on CPU) get two scores: style, their mean
 embedding cosine to the real answers (topic, mostly), and voice, how much they read as the
 person to a character n-gram classifier (`twin_trainer.voice`). A candidate is promoted only
@@ -21,13 +22,14 @@ from llmtwin.domain import InstructSample
 from llmtwin.models import used_token_penalties
 from llmtwin.settings import Settings
 
-from .examples import collate, encode_prompt, encode_samples, length_batches, sample_prompt
+from .examples import collate, encode_sample_prompt, encode_samples, length_batches
 from .judge import StyleJudge
 from .voice import VoiceClassifier
 
 # Texts in, unit-length vectors out (llmtwin.embeddings.embed with a loaded model).
 EmbedTexts = Callable[[list[str]], Sequence[Sequence[float]]]
 GENERATION_BATCH = 16  # prompts per generate call
+COPY_RUN_WORDS = 8  # a run this long found word for word in the prompt's material counts as copied
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class EvalConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EvalConfig:
-        return cls(max_samples=settings.eval_max_samples, max_seq_len=settings.train_max_seq_len,
+        return cls(max_samples=settings.eval_max_samples, max_seq_len=settings.eval_max_seq_len,
                    batch_size=settings.train_batch_size, style_samples=settings.eval_style_samples,
                    style_max_new_tokens=settings.eval_style_max_new_tokens,
                    frequency_penalty=settings.frequency_penalty, presence_penalty=settings.presence_penalty)
@@ -58,6 +60,9 @@ class EvalMetrics:
     style_samples: int
     # Logged beside the style score: embeddings measure topic more than voice.
     char_ngram_similarity: float = 0.0
+    # Share of the generated words copied from the prompt's material (runs of COPY_RUN_WORDS words
+    # or more): a twin that parrots its passages reads as the person without writing anything new.
+    copied_share: float = 0.0
     # The voice classifier's mean probability that the generations are the person's: None without one.
     voice_score: float | None = None
     # The LLM judge's mean score, 0-1: None without a judge, or when none of its replies had a score.
@@ -102,11 +107,13 @@ def generate_answers(model, tokenizer, samples: Sequence[InstructSample], *, twi
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id  # llmtwin.models.load_tokenizer gives every tokenizer one
+    # Material beyond the model's window is shed as serving sheds it.
+    budget = (getattr(model.config, "max_position_embeddings", 0) or 2048) - max_new_tokens
     answers = []
     model.eval()
     with torch.no_grad():
         for start in range(0, len(samples), batch_size):
-            prompts = [encode_prompt(tokenizer, sample_prompt(tokenizer, sample, twin_name))
+            prompts = [encode_sample_prompt(tokenizer, sample, twin_name=twin_name, budget=budget)
                        for sample in samples[start:start + batch_size]]
             width = max(len(ids) for ids in prompts)
             input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=device)
@@ -162,6 +169,23 @@ def char_ngram_similarity(generated: Sequence[str], references: Sequence[str], s
     return dot / norm if norm else 0.0
 
 
+def copied_share(generated: Sequence[str], materials: Sequence[Sequence[str]],
+                 run_words: int = COPY_RUN_WORDS) -> float:
+    """Share of all generated words that sit in a run of `run_words` or more words found word for
+    word (whitespace aside) in one passage of the same prompt's material."""
+    copied = total = 0
+    for text, material in zip(generated, materials, strict=True):
+        words = text.split()
+        seen = {tuple(source[i:i + run_words]) for source in (passage.split() for passage in material)
+                for i in range(len(source) - run_words + 1)}
+        covered = [False] * len(words)
+        for start in range(len(words) - run_words + 1):
+            if tuple(words[start:start + run_words]) in seen:
+                covered[start:start + run_words] = [True] * run_words
+        copied, total = copied + sum(covered), total + len(words)
+    return copied / total if total else 0.0
+
+
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b))
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
@@ -185,6 +209,7 @@ def evaluate_model(model, tokenizer, samples: Sequence[InstructSample], *, twin_
     judged = judge.score([s.instruction for s in styled], references, generated) if judge else None
     return EvalMetrics(perplexity=perplexity, style_score=style, samples=len(scored), style_samples=len(styled),
                        char_ngram_similarity=char_ngram_similarity(generated, references),
+                       copied_share=copied_share(generated, [s.material for s in styled]),
                        voice_score=voice.score(generated) if voice else None,
                        judge_score=judged.score if judged else None,
                        judge_skipped=judged.skipped if judged else 0)

@@ -1,8 +1,9 @@
 """One training job, run as its own process: `python -m twin_trainer job --job-id ID`.
 
-Reads the job, its frozen dataset version and the samples from the warehouse; trains a
-LoRA adapter on the train split; evaluates it and the current champion (or, for a twin's
-first model, the base) on the test split; logs everything to one MLflow run; registers
+Reads the job, its frozen dataset version and the samples from the warehouse; looks up
+each prompt's material in the vector store (`twin_trainer.material`); trains a LoRA adapter
+on the train split; evaluates it and the current champion (or, for a twin's first model,
+the base) on the test split, as served; logs everything to one MLflow run; registers
 the version; promotes it only when the gate says so; records the verdict on the job and
 announces it on `model_events`. Any failure marks the job failed with the reason, and the
 champion stays where it was (the alias is the very last registry write).
@@ -10,6 +11,7 @@ champion stays where it was (the alias is the very last registry write).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shutil
@@ -32,6 +34,7 @@ from llmtwin.domain import (
     registered_model_name,
     utcnow,
 )
+from llmtwin.embeddings import embed, load_embedding_model
 from llmtwin.events import ModelEvent
 from llmtwin.models import (
     TwinModelInfo,
@@ -48,6 +51,7 @@ from llmtwin.warehouse.repository import Repository
 from .evaluate import EvalConfig, EvalMetrics, evaluate_model, fit_voice, gate
 from .finetune import StepMetrics, TrainParams, TrainResult, finetune, params_for_logging
 from .judge import StyleJudge
+from .material import serving_condition
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +171,8 @@ def train_evaluate_register(settings: Settings, job: TrainingJob, inputs: JobInp
         dataset_uri = mlflow.get_artifact_uri(f"{DATASET_ARTIFACT_DIR}/{inputs.dataset_file.name}")
         mlflow.log_input(_mlflow_dataset(inputs, dataset_uri), context="training")
         work_dir = job_work_dir(settings, job)
+        embedding_model = load_embedding_model(settings)
+        inputs = _with_material(settings, inputs, embedding_model, work_dir)
         result = finetune(base_model, inputs.train, twin_name=inputs.twin_name, params=params,
                           output_dir=work_dir, progress_callback=_on_step(report))
         mlflow.log_params(params_for_logging(result))
@@ -175,7 +181,7 @@ def train_evaluate_register(settings: Settings, job: TrainingJob, inputs: JobInp
 
         report(_TRAIN_SHARE, "evaluating candidate and champion on the held-out split")
         candidate, reference, reference_name = evaluate_candidate(settings, job.twin_id, base_model, result,
-                                                                  inputs)
+                                                                  inputs, embedding_model)
         promote, reason = gate(candidate, reference, style_tolerance=settings.eval_style_tolerance,
                                voice_tolerance=settings.eval_voice_tolerance,
                                judge_tolerance=settings.eval_judge_tolerance)
@@ -217,8 +223,26 @@ def _on_step(report: Report) -> Callable[[StepMetrics], None]:
     return on_step
 
 
+def _with_material(settings: Settings, inputs: JobInputs, embedding_model, work_dir: Path) -> JobInputs:
+    """The inputs with each prompt's material (the serving condition), kept with the run: what the
+    twin read beside each instruction depends on the vector store at the job's time."""
+    import mlflow
+
+    train, test = serving_condition(settings, embedding_model, inputs.train, inputs.test)
+    lines = [json.dumps({"sample_id": s.id, "split": s.split.value, "material": s.material}, ensure_ascii=False)
+             for s in (*train, *test)]
+    material_file = work_dir / "material.jsonl"
+    material_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    mlflow.log_artifact(str(material_file), DATASET_ARTIFACT_DIR)
+    mlflow.log_params({"train_material_passages": settings.train_material_passages,
+                       "eval_material_passages": settings.retrieval_top_k})
+    mlflow.log_metrics({f"{split}_material_per_prompt": sum(len(s.material) for s in samples) / len(samples)
+                        for split, samples in (("train", train), ("test", test))})
+    return dataclasses.replace(inputs, train=train, test=test)
+
+
 def evaluate_candidate(settings: Settings, twin_id: str, base_model: str, result: TrainResult,
-                       inputs: JobInputs) -> tuple[EvalMetrics, EvalMetrics, str]:
+                       inputs: JobInputs, embedding_model) -> tuple[EvalMetrics, EvalMetrics, str]:
     """(candidate, reference, reference name) on the same held-out samples.
 
     The reference is the champion, or the base model when the twin has none yet. One base
@@ -226,21 +250,18 @@ def evaluate_candidate(settings: Settings, twin_id: str, base_model: str, result
     an LLM judge configured, it scores both sides' generations too."""
     judge = StyleJudge.from_settings(settings)
     try:
-        return _evaluate_both(settings, twin_id, base_model, result, inputs, judge)
+        return _evaluate_both(settings, twin_id, base_model, result, inputs, embedding_model, judge)
     finally:
         if judge is not None:
             judge.close()
 
 
 def _evaluate_both(settings: Settings, twin_id: str, base_model: str, result: TrainResult, inputs: JobInputs,
-                   judge: StyleJudge | None) -> tuple[EvalMetrics, EvalMetrics, str]:
-    from llmtwin.embeddings import embed, load_embedding_model
+                   embedding_model, judge: StyleJudge | None) -> tuple[EvalMetrics, EvalMetrics, str]:
     from peft import PeftModel
 
-    embedder = load_embedding_model(settings)
-
     def embed_texts(texts: list[str]):
-        return embed(embedder, texts, settings.embedding_batch_size)
+        return embed(embedding_model, texts, settings.embedding_batch_size)
 
     config = EvalConfig.from_settings(settings)
     device = pick_device()

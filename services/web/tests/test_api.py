@@ -139,6 +139,7 @@ async def add_pipeline_results(warehouse) -> None:
                         model_version="1", promoted=True,
                         metrics={"candidate_perplexity": 20.7, "reference_perplexity": 22.3,
                                  "candidate_style_score": 0.453, "reference_style_score": 0.388,
+                                 "candidate_copied_share": 0.214, "reference_copied_share": 0.194,
                                  "candidate_samples": 11.0, "reference_samples": 11.0},
                         created_at=earlier, updated_at=earlier)
     second = TrainingJob(id="t2", twin_id="ada", dataset_version="dv2", state=JobState.SUCCEEDED, progress=1.0,

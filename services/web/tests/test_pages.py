@@ -105,6 +105,8 @@ async def test_the_twin_page_shows_progress_collected_documents_datasets_and_mod
     assert re.search(r'<th scope="row">Held-out perplexity \(lower is better\)</th><td>20.7</td><td>22.3</td>',
                      page.text)
     assert re.search(r'<th scope="row">Style \(embedding similarity\)</th><td>0.453</td><td>0.388</td>', page.text)
+    assert re.search(r'<th scope="row">Copied from its material \(share of words, lower is better\)</th>'
+                     r'<td>0.214</td><td>0.194</td>', page.text)
     assert re.search(r'<th scope="row">perplexity</th><td>24</td><td>—</td>', page.text)
     assert "candidate_samples" not in page.text
     assert missing.status_code == 404 and "There is no twin called “nobody”" in missing.text

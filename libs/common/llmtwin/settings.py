@@ -86,7 +86,6 @@ class Settings(BaseSettings):
     # Style and voice scores: greedy answers to this many held-out instructions (one batch).
     eval_style_samples: int = 8
     eval_style_max_new_tokens: int = 48
-    eval_style_tolerance: float = 0.02  # how far the style score may drop for a promotion
     # Voice score: a character n-gram classifier of the person's training answers against the base
     # model's answers to this many of the same instructions (0: no voice score), and how far it may drop.
     eval_voice_negatives: int = 12

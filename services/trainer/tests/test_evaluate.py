@@ -118,20 +118,30 @@ def test_copied_share_counts_the_words_of_long_runs_taken_word_for_word_from_the
     assert copied_share([], []) == 0.0
 
 
+def test_the_voice_is_read_from_what_the_twin_wrote_itself_line_breaks_kept():
+    from twin_trainer.evaluate import own_writing
+
+    material = ["Start with the smallest model that could possibly work and the cleanest data you can afford."]
+    answer = "Rule one:\n\nstart with the smallest model that could possibly work and the cleanest data.\n\n- measure"
+    # Case differs at "start": the copied run begins one word later, at "with".
+    assert own_writing(answer, material) == "Rule one:\n\nstart data.\n\n- measure"
+    assert own_writing("Nothing copied here.", material) == "Nothing copied here."
+    assert own_writing(material[0], material) == ""
+
+
 CHAMPION = EvalMetrics(perplexity=20.0, style_score=0.40, samples=8, style_samples=4, voice_score=0.60)
 
 
 @pytest.mark.parametrize("candidate, promoted, why", [
     (EvalMetrics(18.0, 0.41, 8, 4), True, "perplexity 18.000 < 20.000"),
-    (EvalMetrics(18.0, 0.39, 8, 4), True, "perplexity 18.000 < 20.000"),  # within the tolerance
     (EvalMetrics(21.0, 0.50, 8, 4), False, "not below"),
     (EvalMetrics(20.0, 0.50, 8, 4), False, "not below"),
-    (EvalMetrics(18.0, 0.30, 8, 4), False, "style score"),
+    (EvalMetrics(18.0, 0.10, 8, 4), True, "perplexity 18.000 < 20.000"),  # style (topic) is not gated
     (EvalMetrics(float("nan"), 0.50, 8, 4), False, "not finite"),
     (EvalMetrics(18.0, 0.41, 8, 4, voice_score=0.56), True, "voice score 0.560 vs 0.600"),  # within the tolerance
     (EvalMetrics(18.0, 0.41, 8, 4, voice_score=0.50), False, "voice score 0.500 dropped"),
 ])
 def test_gate_promotes_only_a_better_candidate(candidate, promoted, why):
-    verdict, reason = gate(candidate, CHAMPION, style_tolerance=0.02, voice_tolerance=0.05)
+    verdict, reason = gate(candidate, CHAMPION, voice_tolerance=0.05)
     assert verdict is promoted
     assert why in reason

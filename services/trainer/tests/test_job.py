@@ -36,7 +36,7 @@ def job_settings(bus_settings: Settings, tiny_base_model, **changes) -> Settings
              "eval_max_samples": 4, "eval_style_samples": 1, "eval_style_max_new_tokens": 4,
              "eval_voice_negatives": 2,
              # Random tiny weights write noise either way: the verdict here rests on perplexity.
-             "eval_style_tolerance": 1.0, "eval_voice_tolerance": 1.0}
+             "eval_voice_tolerance": 1.0}
     return bus_settings.model_copy(update={**small, **changes})
 
 

@@ -115,13 +115,13 @@ def test_gate_refuses_a_candidate_the_judge_scores_clearly_worse_even_with_bette
     candidate = EvalMetrics(perplexity=15.0, style_score=0.41, samples=8, style_samples=2,
                             judge_score=candidate_score.score)
 
-    promoted, reason = gate(candidate, reference, style_tolerance=0.02, judge_tolerance=0.05)
+    promoted, reason = gate(candidate, reference, judge_tolerance=0.05)
     assert not promoted
     assert "judge score 0.278 dropped more than 0.05 below the champion's 0.833" in reason
 
     # Within the tolerance the judge does not stand in the way, and says so in the reason.
     close = EvalMetrics(15.0, 0.41, 8, 2, judge_score=reference_score.score - 0.04)
-    promoted, reason = gate(close, reference, style_tolerance=0.02, judge_tolerance=0.05)
+    promoted, reason = gate(close, reference, judge_tolerance=0.05)
     assert promoted and "judge score 0.793 vs 0.833" in reason
 
 

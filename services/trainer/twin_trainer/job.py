@@ -182,8 +182,7 @@ def train_evaluate_register(settings: Settings, job: TrainingJob, inputs: JobInp
         report(_TRAIN_SHARE, "evaluating candidate and champion on the held-out split")
         candidate, reference, reference_name = evaluate_candidate(settings, job.twin_id, base_model, result,
                                                                   inputs, embedding_model)
-        promote, reason = gate(candidate, reference, style_tolerance=settings.eval_style_tolerance,
-                               voice_tolerance=settings.eval_voice_tolerance,
+        promote, reason = gate(candidate, reference, voice_tolerance=settings.eval_voice_tolerance,
                                judge_tolerance=settings.eval_judge_tolerance)
         metrics = {**candidate.as_dict("candidate_"), **reference.as_dict("reference_")}
         log.info("evaluation of job %s against %s: %s", job.id, reference_name, metrics)

@@ -262,10 +262,11 @@ def _latest_per_profile(jobs: list[CrawlJob]) -> list[CrawlJob]:
 
 
 # The gate's scores as the page names them, in the order it shows them (see the trainer's evaluation).
+# What the gate weighs first, then what it only reports.
 SCORE_LABELS = {"perplexity": "Held-out perplexity (lower is better)",
-                "voice_score": "Voice (reads as the person, 0-1)", "style_score": "Style (embedding similarity)",
-                "char_ngram_similarity": "Character n-gram similarity", "judge_score": "Judge's score",
-                "copied_share": "Copied from its material (share of words, lower is better)"}
+                "voice_score": "Voice (reads as the person, 0-1)", "judge_score": "Judge's score",
+                "copied_share": "Copied from its material (share of words, lower is better)",
+                "style_score": "Style (embedding similarity)", "char_ngram_similarity": "Character n-gram similarity"}
 
 
 def score_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:

@@ -37,6 +37,28 @@ def test_perplexity_on_held_out_answers_falls_after_training_on_that_voice(tiny_
     assert after < before * 0.8
 
 
+def test_perplexity_scores_exactly_the_answer_tokens_whatever_the_prompts_and_batches(tiny_base_model,
+                                                                                   samples_for):
+    import torch
+    from twin_trainer.examples import encode_example
+
+    samples = samples_for("ann", 3, Split.TEST)
+    # Prompts of different lengths in one batch: one with material, one long instruction, one plain.
+    samples[0] = samples[0].model_copy(update={"material": ["Kafka moves every event. " * 6]})
+    samples[1] = samples[1].model_copy(update={"instruction": "Write about LoRA adapters. " * 4})
+    tokenizer = load_tokenizer(tiny_base_model)
+    model = load_causal_lm(tiny_base_model, "cpu")
+    nll = tokens = 0.0
+    for sample in samples:  # the model's own loss, one whole example at a time
+        example = encode_example(tokenizer, sample, twin_name="Ann", max_seq_len=256)
+        with torch.no_grad():
+            loss = model(input_ids=torch.tensor([example.input_ids]), labels=torch.tensor([example.labels])).loss
+        nll, tokens = nll + loss.item() * (example.answer_tokens), tokens + example.answer_tokens
+
+    batched = answer_perplexity(model, tokenizer, samples, twin_name="Ann", max_seq_len=256, batch_size=3)
+    assert batched == pytest.approx(math.exp(nll / tokens), rel=1e-4)
+
+
 def test_evaluation_reports_perplexity_and_a_style_score_for_a_few_generations(tiny_base_model, samples_for,
                                                                               embed_texts):
     held_out = samples_for("ann", 5, Split.TEST)

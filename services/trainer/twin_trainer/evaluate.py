@@ -24,7 +24,7 @@ from llmtwin.domain import InstructSample
 from llmtwin.models import used_token_penalties
 from llmtwin.settings import Settings
 
-from .examples import collate, encode_sample_prompt, encode_samples, length_batches
+from .examples import IGNORE_INDEX, collate, encode_sample_prompt, encode_samples, length_batches
 from .judge import StyleJudge
 from .voice import VoiceClassifier
 
@@ -90,13 +90,19 @@ def answer_perplexity(model, tokenizer, samples: Sequence[InstructSample], *, tw
     with torch.no_grad():
         for batch in length_batches(examples, batch_size):
             tensors = collate(batch, tokenizer.pad_token_id, str(device))
-            logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
-            # Token t is predicted from the positions before it.
-            shifted_logits, shifted_labels = logits[:, :-1].float(), tensors["labels"][:, 1:]
+            labels = tensors["labels"]
+            # Token t is predicted from position t - 1. Only positions from the batch's first answer
+            # token's predecessor on get the head's logits (a 49k-wide row a token on SmolLM2): the
+            # material-laden prompts before them are most of each row.
+            first = max(int((labels != IGNORE_INDEX).int().argmax(dim=1).min()) - 1, 0)
+            scored = torch.arange(first, labels.shape[1] - 1, device=device)
+            logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"],
+                           logits_to_keep=scored).logits
+            shifted_logits, shifted_labels = logits.float(), labels[:, first + 1:]
             total_nll += torch.nn.functional.cross_entropy(
                 shifted_logits.reshape(-1, shifted_logits.size(-1)), shifted_labels.reshape(-1),
-                ignore_index=-100, reduction="sum").item()
-            total_tokens += int((shifted_labels != -100).sum())
+                ignore_index=IGNORE_INDEX, reduction="sum").item()
+            total_tokens += int((shifted_labels != IGNORE_INDEX).sum())
     return math.exp(total_nll / total_tokens)
 
 

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from llmtwin.testing.browser import CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import BrowserContext, Locator, Page, expect, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TWIN_NAME = "Browser Twin"  # test_loop.py uses another twin on the same running system
 PROMPT = "Write a LinkedIn post about validating data before it reaches production."
 # Crawling, cleaning, embedding and training a tiny model on CPU: minutes, not seconds.

@@ -71,7 +71,7 @@ def test_links_given_by_the_user_are_fetched_and_cited_when_private_links_are_al
     events = sse_events(response)
     links = events[-2][1]["links"]
     assert links == [{"link": f"{web_page}/article", "final_url": f"{web_page}/article",
-                      "title": "Backpressure explained"}]
+                      "title": "Backpressure explained", "copied_words": 0}]
     assert events[-1][1]["model_version"] == "base"
     served.call(manager.close())
     retriever.client.close()

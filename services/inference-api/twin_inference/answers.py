@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmtwin.copying import copied_words
 from llmtwin.domain import DocumentKind, Twin
 from llmtwin.warehouse import Collection, Warehouse
 from llmtwin.warehouse.repository import Repository
@@ -57,12 +58,15 @@ class Sources:
     def context(self) -> list[str]:
         return [m.text for m in self.links] + [p.chunk.text for p in self.passages]
 
-    def citations(self, used: int) -> dict[str, list[dict[str, Any]]]:
-        """The sources among the first `used` context items (those that fitted the model's window)."""
+    def citations(self, used: int, answer: str) -> dict[str, list[dict[str, Any]]]:
+        """The sources among the first `used` context items (those that fitted the model's window),
+        each with how many words of `answer` it quoted word for word (`llmtwin.copying`)."""
         links = self.links[:used]
         passages = self.passages[:max(0, used - len(self.links))]
-        return {"documents": [passage_citation(p) for p in passages],
-                "links": [{"link": m.link, "final_url": m.final_url, "title": m.title} for m in links]}
+        return {"documents": [{**passage_citation(p), "copied_words": len(copied_words(answer, [p.chunk.text]))}
+                              for p in passages],
+                "links": [{"link": m.link, "final_url": m.final_url, "title": m.title,
+                           "copied_words": len(copied_words(answer, [m.text]))} for m in links]}
 
 
 def passage_citation(passage: Passage) -> dict[str, Any]:
@@ -133,7 +137,7 @@ class Answer:
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def citations(self) -> dict[str, list[dict[str, Any]]]:
-        return self.sources.citations(self.report.context_used)
+        return self.sources.citations(self.report.context_used, "".join(self.pieces))
 
 
 class Answerer:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+from llmtwin.copying import copied_words
 from llmtwin.domain import InstructSample
 from llmtwin.models import used_token_penalties
 from llmtwin.settings import Settings
@@ -31,7 +31,6 @@ from .voice import VoiceClassifier
 # Texts in, unit-length vectors out (llmtwin.embeddings.embed with a loaded model).
 EmbedTexts = Callable[[list[str]], Sequence[Sequence[float]]]
 GENERATION_BATCH = 16  # prompts per generate call
-COPY_RUN_WORDS = 8  # a run this long found word for word in the prompt's material counts as copied
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ class EvalMetrics:
     style_samples: int
     # Logged beside the style score: embeddings measure topic more than voice.
     char_ngram_similarity: float = 0.0
-    # Share of the generated words copied from the prompt's material (runs of COPY_RUN_WORDS words
+    # Share of the generated words copied from the prompt's material (llmtwin.copying: runs of 8 words
     # or more): a twin that parrots its passages reads as the person without writing anything new.
     copied_share: float = 0.0
     # The voice classifier's mean probability that the generations, less what they copied, are the
@@ -176,19 +175,6 @@ def char_ngram_similarity(generated: Sequence[str], references: Sequence[str], s
     dot = sum(count * theirs[gram] for gram, count in ours.items())
     norm = math.sqrt(sum(c * c for c in ours.values())) * math.sqrt(sum(c * c for c in theirs.values()))
     return dot / norm if norm else 0.0
-
-
-def copied_words(text: str, material: Sequence[str], run_words: int = COPY_RUN_WORDS) -> list[tuple[int, int]]:
-    """Character spans of the words of `text` that sit in a run of `run_words` or more words found
-    word for word (whitespace aside) in one passage of `material`."""
-    words = [(match.start(), match.end(), match.group()) for match in re.finditer(r"\S+", text)]
-    seen = {tuple(source[i:i + run_words]) for source in (passage.split() for passage in material)
-            for i in range(len(source) - run_words + 1)}
-    covered = [False] * len(words)
-    for start in range(len(words) - run_words + 1):
-        if tuple(word for _, _, word in words[start:start + run_words]) in seen:
-            covered[start:start + run_words] = [True] * run_words
-    return [(begin, end) for (begin, end, _), copied in zip(words, covered) if copied]
 
 
 def copied_share(generated: Sequence[str], materials: Sequence[Sequence[str]]) -> float:

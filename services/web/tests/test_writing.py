@@ -89,6 +89,7 @@ async def test_an_unreachable_writer_is_explained(start_web):
 
 
 async def test_the_page_without_javascript_shows_the_whole_answer(web):
+    web.inference.citations[0]["copied_words"] = 12
     async with web.client() as client:
         await client.post("/api/twins", json={"name": "Ada"})
         token = await csrf_from(client, "/twins/ada/write")
@@ -97,7 +98,8 @@ async def test_the_page_without_javascript_shows_the_whole_answer(web):
         blank = await client.post("/twins/ada/write", data={"csrf_token": token, "prompt": "", "format": "post"})
     assert page.status_code == 200
     assert "Shipping small\nbeats waiting." in page.text
-    assert '<a href="https://ada.example/posts/ship" rel="noopener noreferrer">Ship it</a>' in page.text
+    assert ('<a href="https://ada.example/posts/ship" rel="noopener noreferrer">Ship it</a>'
+            '<span class="muted"> (the answer quotes 12 words of it word for word)</span>') in page.text
     assert web.inference.requests[0]["format"] == "article"
     assert blank.status_code == 422
     assert 'id="write-prompt-error">' in blank.text and "Say what you would like the twin to write." in blank.text
@@ -107,8 +109,9 @@ async def test_the_page_without_javascript_shows_the_whole_answer(web):
 async def test_a_document_cited_by_two_passages_is_listed_once(web):
     ship, other = ({"document_id": "d1", "link": "https://ada.example/posts/ship", "title": "Ship it"},
                    {"document_id": "d2", "link": "https://ada.example/posts/wait", "title": "Wait"})
-    web.inference.citations = [{**ship, "chunk_id": "c1", "score": 0.9}, {**other, "chunk_id": "c7", "score": 0.8},
-                               {**ship, "chunk_id": "c2", "score": 0.7}]
+    web.inference.citations = [{**ship, "chunk_id": "c1", "score": 0.9, "copied_words": 9},
+                               {**other, "chunk_id": "c7", "score": 0.8, "copied_words": 0},
+                               {**ship, "chunk_id": "c2", "score": 0.7, "copied_words": 12}]
     async with web.client() as client:
         await client.post("/api/twins", json={"name": "Ada"})
         async with client.stream("POST", "/api/twins/ada/generate", json={"prompt": "p"}) as response:
@@ -116,3 +119,5 @@ async def test_a_document_cited_by_two_passages_is_listed_once(web):
 
     cited = json.loads(next(data for name, data in events if name == "citations"))
     assert [(c["document_id"], c["chunk_id"]) for c in cited] == [("d1", "c1"), ("d2", "c7")]
+    # What the answer quoted from the document's two passages, together.
+    assert [c["copied_words"] for c in cited] == [21, 0]

@@ -28,6 +28,7 @@ class Citation(BaseModel):
     link: str = ""
     title: str = ""
     score: float | None = None
+    copied_words: int = 0  # words of the answer quoted word for word from this source
 
 
 _CITATIONS = TypeAdapter(list[Citation])
@@ -106,13 +107,19 @@ def _json_object(data: str) -> dict:
 def _citations(sources: dict) -> list[Citation]:
     """The twin's own documents first, then the pages the person handed in for this answer; each
     source once (the inference API cites every passage, and two may come from one document), at
-    its best-scored passage, which the API lists first."""
+    its best-scored passage, which the API lists first, with the words quoted from all of them."""
     documents = _CITATIONS.validate_python(sources.get("documents") or [])
-    links = [Citation(link=item.get("final_url") or item.get("link") or "", title=item.get("title") or "")
+    links = [Citation(link=item.get("final_url") or item.get("link") or "", title=item.get("title") or "",
+                      copied_words=item.get("copied_words") or 0)
              for item in sources.get("links") or [] if isinstance(item, dict)]
     by_source: dict[str, Citation] = {}
     for citation in [*documents, *links]:
-        by_source.setdefault(citation.document_id or citation.link, citation)
+        source = citation.document_id or citation.link
+        if source in by_source:
+            first = by_source[source]
+            by_source[source] = first.model_copy(update={"copied_words": first.copied_words + citation.copied_words})
+        else:
+            by_source[source] = citation
     return list(by_source.values())
 
 

@@ -59,6 +59,12 @@
       } else {
         item.textContent = label;
       }
+      if (citation.copied_words > 0) {
+        const quoted = document.createElement("span");
+        quoted.className = "muted";
+        quoted.textContent = ` (the answer quotes ${citation.copied_words} words of it word for word)`;
+        item.appendChild(quoted);
+      }
       return item;
     }));
     citationsTitle.hidden = list.length === 0;

@@ -1,12 +1,12 @@
-"""Material for training and evaluation prompts: the serving condition.
+"""Material for evaluation (and, where configured, training) prompts: the serving condition.
 
 Serving puts the twin's own passages nearest to a request in front of it, so a job gives
 each sample the same: its instruction embedded with the collection's model, the nearest
 passages of the person's writing. Never from the sample's own document: that would put
-the answer in its prompt, and the twin would learn to copy its material (and the held-out
-perplexity would read the answer off the prompt). Plain nearest neighbours, without the
-API's query expansion and reranking: what matters is that the twin learns to write from
-material like its own, not which passages exactly.
+the answer in its prompt (the held-out perplexity would read it off the prompt, and a twin
+trained so would learn to copy). Plain nearest neighbours, without the API's query
+expansion and reranking: what matters is that the prompts carry material like what serving
+gives, not which passages exactly.
 """
 from __future__ import annotations
 

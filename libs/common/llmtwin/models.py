@@ -261,6 +261,12 @@ class UsedTokenPenalty:
         return scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence
 
 
+def context_window(model: Any) -> int:
+    """How many tokens the model reads at once, prompt and answer together (2048 when its config
+    does not say)."""
+    return int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+
+
 def used_token_penalties(prompt_length: int, frequency: float, presence: float) -> Any:
     """`generate`'s `logits_processor` for the penalties: none when both are 0."""
     from transformers import LogitsProcessorList

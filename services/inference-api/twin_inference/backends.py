@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 from llmtwin.domain import DocumentKind
-from llmtwin.models import used_token_penalties
+from llmtwin.models import context_window, used_token_penalties
 from llmtwin.prompts import build_messages, encode_prompt_within
 
 
@@ -87,7 +87,7 @@ class TransformersBackend:
 
     def __init__(self, model: Any, tokenizer: Any, description: str) -> None:
         self.model, self.tokenizer, self.description = model, tokenizer, description
-        self.context_window: int = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        self.context_window = context_window(model)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
 
     @classmethod

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 from llmtwin.copying import copied_words
 from llmtwin.domain import InstructSample
-from llmtwin.models import used_token_penalties
+from llmtwin.models import context_window, used_token_penalties
 from llmtwin.settings import Settings
 
 from .examples import IGNORE_INDEX, collate, encode_sample_prompt, encode_samples, length_batches
@@ -116,7 +116,7 @@ def generate_answers(model, tokenizer, samples: Sequence[InstructSample], *, twi
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id  # llmtwin.models.load_tokenizer gives every tokenizer one
     # Material beyond the model's window is shed as serving sheds it.
-    budget = (getattr(model.config, "max_position_embeddings", 0) or 2048) - max_new_tokens
+    budget = context_window(model) - max_new_tokens
     answers = []
     model.eval()
     with torch.no_grad():

@@ -7,6 +7,8 @@ devstack `make run` uses), with a tiny base model so the test fits in CI.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -33,8 +35,26 @@ async def warehouse_view(settings: Settings, twin_id: str) -> dict[str, object]:
         await warehouse.close()
 
 
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen in {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+async def what_is_left_of(settings: Settings, document_id: str) -> dict[str, object]:
+    warehouse = open_warehouse(settings.warehouse)
+    try:
+        return {"raw": await warehouse.get(Collection.RAW_DOCUMENTS, document_id),
+                "clean": await warehouse.get(Collection.CLEAN_DOCUMENTS, document_id),
+                "samples": await warehouse.count(Collection.INSTRUCT_SAMPLES, {"document_id": document_id})}
+    finally:
+        await warehouse.close()
+
+
 @pytest.mark.e2e
-@pytest.mark.timeout(1020)
+@pytest.mark.timeout(1080)
 def test_a_twin_goes_through_the_whole_loop(e2e_settings, running_stack, blog_site):
     settings = e2e_settings
     bearer = {"Authorization": f"Bearer {settings.web_admin_token.get_secret_value()}"}
@@ -72,3 +92,33 @@ def test_a_twin_goes_through_the_whole_loop(e2e_settings, running_stack, blog_si
     assert "".join(pieces).strip() and versions == {champion.version}
     own_documents = {doc["id"] for doc in view["raw"]}
     assert citations and {c["document_id"] for c in citations} <= own_documents
+
+    # The person forgets one of their blog posts: each stage lets go of what it made of it, and a
+    # crawl of the blog (the post is still online) does not bring it back.
+    post = next(doc for doc in view["raw"] if doc["platform"] == "blog" and len(doc["content"]) > 500)
+    assert vectors.count_points(client, collection, document_id=post["id"]) > 0
+    assert asyncio.run(what_is_left_of(settings, post["id"]))["samples"] > 0
+    with httpx.Client(base_url=f"http://{settings.host}:{settings.web_port}", headers=bearer, timeout=30) as web:
+        assert web.post(f"/api/twins/{twin_id}/documents/{post['id']}/forget").status_code == 202
+
+        def forgotten() -> bool:
+            left = asyncio.run(what_is_left_of(settings, post["id"]))
+            return (left["clean"]["withdrawn"] and left["samples"] == 0
+                    and vectors.count_points(client, collection, document_id=post["id"]) == 0)
+
+        wait_for(forgotten, 120, "forgetting the post")
+        left = asyncio.run(what_is_left_of(settings, post["id"]))
+        assert left["raw"]["content"] == left["clean"]["content"] == "" and left["raw"]["withdrawn_at"]
+        assert web.get(f"/api/twins/{twin_id}/status").json()["counts"]["forgotten"] == 1
+
+        blog_profile = next(p["id"] for p in web.get(f"/api/twins/{twin_id}").json()["profiles"]
+                            if p["platform"] == "blog")
+        [recrawl] = web.post(f"/api/twins/{twin_id}/crawl", json={"profile_id": blog_profile}).json()["request_ids"]
+
+        def recrawled() -> bool:
+            jobs = web.get(f"/api/twins/{twin_id}/status").json()["crawl"]["jobs"]
+            return any(job["id"] == recrawl and job["state"] == "succeeded" for job in jobs)
+
+        wait_for(recrawled, 120, "the re-crawl of the blog")
+    assert asyncio.run(what_is_left_of(settings, post["id"]))["raw"]["content"] == ""
+    assert vectors.count_points(client, collection, document_id=post["id"]) == 0

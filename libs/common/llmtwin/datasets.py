@@ -37,8 +37,9 @@ def _samples(warehouse: Warehouse, collection: Collection) -> Repository[Instruc
 
 
 async def current_samples(warehouse: Warehouse, twin_id: str) -> list[InstructSample]:
-    """The twin's live samples whose documents are not near-duplicates of other documents."""
-    originals = await warehouse.ids(Collection.CLEAN_DOCUMENTS, {"twin_id": twin_id, "duplicate_of": None})
+    """The twin's live samples whose documents are neither near-duplicates of others nor withdrawn."""
+    originals = await warehouse.ids(Collection.CLEAN_DOCUMENTS,
+                                    {"twin_id": twin_id, "duplicate_of": None, "withdrawn": [False, None]})
     samples = await _samples(warehouse, Collection.INSTRUCT_SAMPLES).list({"twin_id": twin_id})
     return [s for s in samples if s.document_id in originals]
 
@@ -88,6 +89,20 @@ async def load_samples(warehouse: Warehouse, version: DatasetVersion) -> list[In
     return sorted(found, key=lambda s: s.id)
 
 
+async def redact_document(warehouse: Warehouse, document_id: str) -> int:
+    """Blank the text of a withdrawn document's samples in the dataset versions' archive; returns how many.
+
+    The versions keep their sample ids and counts (what a model version was trained on stays
+    traceable, the lineage marks the document withdrawn), not the person's words."""
+    archive = _samples(warehouse, Collection.DATASET_SAMPLES)
+    redacted = 0
+    for sample in await archive.list({"document_id": document_id}):
+        if sample.instruction or sample.answer:
+            await archive.add(sample.model_copy(update={"instruction": "", "answer": ""}))
+            redacted += 1
+    return redacted
+
+
 def sample_record(sample: InstructSample) -> dict[str, str]:
     """One line of an exported dataset file."""
     return {"sample_id": sample.id, "document_id": sample.document_id, "kind": sample.kind.value,
@@ -122,6 +137,7 @@ class SourceDocument(BaseModel):
     clean_content_hash: str | None = None  # None: the clean document is gone
     raw_content_hash: str | None = None  # None: the raw document is gone
     duplicate_of: str | None = None
+    withdrawn: bool = False  # its author has since asked for it to be forgotten
 
 
 class Lineage(BaseModel):
@@ -150,5 +166,6 @@ async def walk_lineage(warehouse: Warehouse, dataset_version_id: str) -> Lineage
             link=known.link if known else "", title=known.title if known else "",
             clean_content_hash=clean[doc_id].content_hash if doc_id in clean else None,
             raw_content_hash=raw[doc_id].content_hash if doc_id in raw else None,
-            duplicate_of=clean[doc_id].duplicate_of if doc_id in clean else None))
+            duplicate_of=clean[doc_id].duplicate_of if doc_id in clean else None,
+            withdrawn=clean[doc_id].withdrawn if doc_id in clean else False))
     return Lineage(version=version, samples=samples, documents=documents)

@@ -87,6 +87,8 @@ class RawDocument(BaseModel):
     fetched_at: datetime = Field(default_factory=utcnow)
     content_hash: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # When the person asked for it to be forgotten; it then keeps no text, and is never collected again.
+    withdrawn_at: datetime | None = None
 
     @classmethod
     def create(cls, *, twin_id: str, platform: Platform, kind: DocumentKind, link: str,
@@ -94,6 +96,13 @@ class RawDocument(BaseModel):
         # Natural key: the twin, the platform and the link.
         return cls(id=stable_id(twin_id, platform, link), twin_id=twin_id, platform=platform,
                    kind=kind, link=link, content=content, content_hash=content_hash(content), **fields)
+
+    def withdrawn(self, at: datetime) -> "RawDocument":
+        """What is kept of a document its author asked to forget: where it was and its title, not its text.
+
+        The record stays (its id is the link's) so that a later crawl of the link knows to skip it."""
+        return self.model_copy(update={"content": "", "content_hash": content_hash(""), "metadata": {},
+                                       "withdrawn_at": at})
 
 
 class CleanDocument(BaseModel):
@@ -109,6 +118,13 @@ class CleanDocument(BaseModel):
     content_hash: str
     raw_hash: str  # content_hash of the raw document that produced it
     duplicate_of: str | None = None  # near-duplicate of an earlier document
+    withdrawn: bool = False  # its author asked for it to be forgotten: no text left
+
+    @property
+    def feeds_features(self) -> bool:
+        """Whether it gets chunks and samples: a near-duplicate or a withdrawn document leaves none
+        (the stages still take its message, to delete what an earlier version left)."""
+        return self.duplicate_of is None and not self.withdrawn
 
 
 class Chunk(BaseModel):

@@ -48,6 +48,7 @@ class Event(BaseModel):
 
 class CrawlRequested(Event):
     TOPIC = Topic.CRAWL_REQUESTS
+    request: Literal["crawl"] = "crawl"
     twin_id: str
     profile_id: str
     platform: Platform
@@ -58,6 +59,21 @@ class CrawlRequested(Event):
         # Each request is its own job: the id includes the time it was asked for.
         return cls(id=stable_id(profile_id, utcnow().isoformat()), twin_id=twin_id,
                    profile_id=profile_id, platform=platform, url=url)
+
+
+class ForgetRequested(Event):
+    """The person asked that one of their documents be forgotten. The crawler, which owns the raw
+    documents, empties it and announces it; each stage then deletes what it had made of it."""
+
+    TOPIC = Topic.CRAWL_REQUESTS
+    request: Literal["forget"] = "forget"
+    twin_id: str
+    document_id: str
+
+    @classmethod
+    def now(cls, twin_id: str, document_id: str) -> "ForgetRequested":
+        return cls(id=stable_id("forget", document_id, utcnow().isoformat()), twin_id=twin_id,
+                   document_id=document_id)
 
 
 class DocumentEvent(Event):
@@ -108,6 +124,8 @@ EVENT_TYPES: dict[Topic, type[Event]] = {
     cls.TOPIC: cls
     for cls in (CrawlRequested, RawDocStored, CleanDocStored, ChunksStored, SampleStored, ModelEvent)
 }
+# crawl_requests carries two requests, told apart by `request` (a message without one is a crawl).
+CRAWL_REQUEST_TYPES: dict[str, type[Event]] = {"crawl": CrawlRequested, "forget": ForgetRequested}
 
 
 class BadMessage(ValueError):
@@ -123,6 +141,12 @@ def decode(topic: Topic | str, payload: bytes | str | dict[str, Any]) -> Event:
         raise BadMessage(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise BadMessage("not a JSON object")
+    if topic is Topic.CRAWL_REQUESTS:
+        request = data.get("request", "crawl")
+        if not isinstance(request, str) or request not in CRAWL_REQUEST_TYPES:
+            raise BadMessage(f"unknown request {request!r} on {topic.value}: expected one of "
+                             f"{', '.join(CRAWL_REQUEST_TYPES)}")
+        cls = CRAWL_REQUEST_TYPES[request]
     version = data.get("schema_version")
     if version != cls.SCHEMA_VERSION:
         raise BadMessage(f"unknown schema_version {version!r} for {topic.value}")

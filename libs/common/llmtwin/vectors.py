@@ -114,8 +114,11 @@ def search(client: QdrantClient, collection: str, vector: Sequence[float], *, tw
     return [ScoredChunk(Chunk.model_validate(point.payload), point.score) for point in response.points]
 
 
-def count_points(client: QdrantClient, collection: str, twin_id: str | None = None) -> int:
-    count_filter = models.Filter(must=[_match("twin_id", twin_id)]) if twin_id else None
+def count_points(client: QdrantClient, collection: str, twin_id: str | None = None,
+                 document_id: str | None = None) -> int:
+    conditions = [_match(field, value) for field, value in (("twin_id", twin_id), ("document_id", document_id))
+                  if value]
+    count_filter = models.Filter(must=conditions) if conditions else None
     return client.count(collection, count_filter=count_filter, exact=True).count
 
 

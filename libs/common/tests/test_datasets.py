@@ -6,20 +6,20 @@ import json
 import pytest
 
 from llmtwin.datasets import (EmptyDataset, cut_dataset_version, export_dataset, load_samples,
-                              walk_lineage)
+                              redact_document, walk_lineage)
 from llmtwin.domain import (CleanDocument, DocumentKind, InstructSample, Platform, RawDocument, content_hash)
 from llmtwin.warehouse import Collection
 from llmtwin.warehouse.repository import Repository
 
 
 async def add_document(warehouse, link: str, answers: list[str], *, twin_id: str = "ada",
-                       duplicate_of: str | None = None) -> CleanDocument:
+                       duplicate_of: str | None = None, withdrawn: bool = False) -> CleanDocument:
     text = "\n\n".join(answers)
     raw = RawDocument.create(twin_id=twin_id, platform=Platform.BLOG, kind=DocumentKind.ARTICLE, link=link,
                              content=text + "\n\nSubscribe!", title=f"Title of {link}")
     clean = CleanDocument(id=raw.id, twin_id=twin_id, platform=raw.platform, kind=raw.kind, link=link,
                           title=raw.title, content=text, content_hash=content_hash(text),
-                          raw_hash=raw.content_hash, duplicate_of=duplicate_of)
+                          raw_hash=raw.content_hash, duplicate_of=duplicate_of, withdrawn=withdrawn)
     await Repository(warehouse, Collection.RAW_DOCUMENTS, RawDocument).add(raw)
     await Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument).add(clean)
     for i, answer in enumerate(answers):
@@ -76,6 +76,33 @@ async def test_a_version_keeps_its_samples_after_the_live_ones_change(warehouse,
     first_bytes = path.read_bytes()
     await export_dataset(warehouse, version, path)
     assert path.read_bytes() == first_bytes
+
+
+async def test_withdrawn_documents_are_left_out_and_the_lineage_of_an_older_version_says_so(warehouse):
+    kept = await add_document(warehouse, "https://blog/kept", ["Kept text."])
+    gone = await add_document(warehouse, "https://blog/gone", ["Text to forget."])
+    # A clean document stored before documents could be withdrawn has no such field: it counts as kept.
+    older = await add_document(warehouse, "https://blog/older", ["Older text."])
+    stored = await warehouse.get(Collection.CLEAN_DOCUMENTS, older.id)
+    del stored["withdrawn"]
+    await warehouse.upsert(Collection.CLEAN_DOCUMENTS, stored)
+    before = await cut_dataset_version(warehouse, "ada")
+    assert {s.document_id for s in await load_samples(warehouse, before)} == {kept.id, gone.id, older.id}
+
+    await Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument).add(
+        gone.model_copy(update={"content": "", "content_hash": content_hash(""), "withdrawn": True}))
+    after = await cut_dataset_version(warehouse, "ada")
+    assert {s.document_id for s in await load_samples(warehouse, after)} == {kept.id, older.id}
+    lineage = {d.id: d for d in (await walk_lineage(warehouse, before.id)).documents}
+    assert lineage[gone.id].withdrawn and not lineage[kept.id].withdrawn and not lineage[older.id].withdrawn
+
+    # The older version keeps its shape, not the withdrawn words.
+    assert await redact_document(warehouse, gone.id) == 1
+    assert await redact_document(warehouse, gone.id) == 0
+    archived = {s.document_id: s for s in await load_samples(warehouse, before)}
+    assert set(archived) == {kept.id, gone.id, older.id}
+    assert (archived[gone.id].instruction, archived[gone.id].answer) == ("", "")
+    assert archived[kept.id].answer == "Kept text."
 
 
 async def test_lineage_walks_from_a_version_to_samples_and_clean_and_raw_documents(warehouse):

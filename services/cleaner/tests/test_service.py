@@ -12,6 +12,7 @@ from llmtwin.domain import (
     Profile,
     RawDocument,
     Twin,
+    utcnow,
 )
 from llmtwin.events import CleanDocStored, RawDocStored, Topic, decode
 from llmtwin.settings import Settings
@@ -97,6 +98,35 @@ async def test_cleans_scrubs_and_marks_cross_posts(warehouse):
     assert (await clean.get(article.id)).duplicate_of is None
     await cleaner(warehouse).handle([stored(cross)])
     assert (await clean.get(cross.id)).duplicate_of == article.id
+
+
+async def test_a_withdrawn_document_is_emptied_and_its_cross_post_is_learned_in_its_place(warehouse):
+    raws = Repository(warehouse, Collection.RAW_DOCUMENTS, RawDocument)
+    clean = Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument)
+    article = raw("https://medium.com/@ada/rag", ARTICLE)
+    cross = raw("https://linkedin.com/feed/1", CROSS_POST, Platform.LINKEDIN, DocumentKind.POST)
+    for doc in (article, cross):
+        await raws.add(doc)
+    processor = cleaner(warehouse)
+    await processor.handle([stored(article), stored(cross)])
+    assert (await clean.get(cross.id)).duplicate_of == article.id
+
+    withdrawn = article.withdrawn(utcnow())
+    await raws.add(withdrawn)
+    emitted = await processor.handle([stored(withdrawn)])
+    assert [e.id for e in emitted] == [article.id, cross.id]  # the copy follows: it is an original now
+    gone = await clean.get(article.id)
+    assert (gone.content, gone.withdrawn, gone.feeds_features) == ("", True, False)
+    assert emitted[0].content_hash == gone.content_hash and gone.raw_hash == withdrawn.content_hash
+    now_original = await clean.get(cross.id)
+    assert now_original.duplicate_of is None and now_original.feeds_features
+
+    # A fresh process builds its index from the warehouse: the emptied text is nobody's original,
+    # and the same article posted once more is a copy of the cross-post.
+    again = raw("https://ada.example/rag", ARTICLE, Platform.BLOG)
+    await raws.add(again)
+    await cleaner(warehouse).handle([stored(again)])
+    assert (await clean.get(again.id)).duplicate_of == cross.id
 
 
 async def test_missing_raw_document_is_a_bad_message(warehouse):

@@ -8,6 +8,7 @@ CleanDocStored.
 Near-duplicates are stored and forwarded WITH `duplicate_of` set, and downstream stages
 skip them (the embedder deletes any chunks they had): forwarding, rather than dropping
 the message, lets a document that turns into a duplicate retract what it left downstream.
+A document its author withdrew (emptied by the crawler) goes the same way, `withdrawn` set.
 
 CleanDocStored is emitted for every handled message, changed or not: a batch retried after
 a partial failure finds its first documents already stored, and must still announce them.
@@ -75,6 +76,7 @@ class Cleaner:
             if raw is None:
                 raise BadMessage(f"raw document {event.id} is not in the warehouse")
             raws.append(raw)
+        raws += await self._copies_of_withdrawn(raws)
         policies = {twin_id: await self._policy(twin_id) for twin_id in {raw.twin_id for raw in raws}}
         for twin_id in policies:
             await self._sync_index(twin_id)
@@ -82,25 +84,39 @@ class Cleaner:
         for raw in raws:
             clean = await asyncio.to_thread(self._clean, raw, policies[raw.twin_id])
             result = await self.clean.add(clean)
-            CLEANED.labels(raw.kind.value, "duplicate" if clean.duplicate_of else result.value).inc()
+            CLEANED.labels(raw.kind.value, outcome(clean, result)).inc()
             if result is not UpsertResult.UNCHANGED:
                 CHARS_REMOVED.labels(raw.kind.value).inc(max(0, len(raw.content) - len(clean.content)))
             emitted.append(CleanDocStored(id=clean.id, twin_id=clean.twin_id, kind=clean.kind,
                                           platform=clean.platform, content_hash=clean.content_hash))
         return emitted
 
+    async def _copies_of_withdrawn(self, raws: list[RawDocument]) -> list[RawDocument]:
+        """Documents folded in as near-duplicates of a withdrawn one: cleaned again after it, so that
+        a copy the person did not withdraw (a cross-post) is learned in its place."""
+        withdrawn = [raw.id for raw in raws if raw.withdrawn_at is not None]
+        if not withdrawn:
+            return []
+        copies = await self.clean.ids({"duplicate_of": withdrawn})
+        in_batch = {raw.id for raw in raws}
+        return await self.raw.list({"id": sorted(copies - in_batch)}, order_by="fetched_at") if copies else []
+
     def _clean(self, raw: RawDocument, policy: CleaningPolicy) -> CleanDocument:
         """Clean and look for an earlier near-duplicate (CPU work: runs off the event loop)."""
-        text = clean_text(raw.content, raw.kind, policy)
-        signature = minhash(text)
         index = self._index(raw.twin_id, raw.kind)
-        original = index.original_of(raw.id, signature)
         index.discard(raw.id)
-        if original is None:
-            index.add(raw.id, signature)
+        withdrawn = raw.withdrawn_at is not None
+        text = "" if withdrawn else clean_text(raw.content, raw.kind, policy)
+        original = None
+        if not withdrawn:  # a withdrawn text is no one's original
+            signature = minhash(text)
+            original = index.original_of(raw.id, signature)
+            if original is None:
+                index.add(raw.id, signature)
         clean = CleanDocument(id=raw.id, twin_id=raw.twin_id, platform=raw.platform, kind=raw.kind,
                               link=raw.link, title=raw.title, content=text, content_hash=content_hash(text),
-                              raw_hash=raw.content_hash or content_hash(raw.content), duplicate_of=original)
+                              raw_hash=raw.content_hash or content_hash(raw.content), duplicate_of=original,
+                              withdrawn=withdrawn)
         self._seen.add(clean.id)
         return clean
 
@@ -119,7 +135,7 @@ class Cleaner:
         docs = await self.clean.list({"id": unseen})
         signatures = await asyncio.to_thread(lambda: [(doc, minhash(doc.content)) for doc in docs])
         for doc, signature in signatures:
-            if doc.duplicate_of is None:
+            if doc.feeds_features:
                 self._index(doc.twin_id, doc.kind).add(doc.id, signature)
             self._seen.add(doc.id)
 
@@ -148,6 +164,12 @@ class Cleaner:
 
     async def close(self) -> None:
         await self.warehouse.close()
+
+
+def outcome(clean: CleanDocument, stored: UpsertResult) -> str:
+    if clean.withdrawn:
+        return "withdrawn"
+    return "duplicate" if clean.duplicate_of else stored.value
 
 
 def account_names(url: str) -> set[str]:

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from llmtwin.domain import CrawlJob, JobState, Platform, Profile, RawDocument, utcnow
-from llmtwin.events import BadMessage, CrawlRequested, RawDocStored
+from llmtwin.events import BadMessage, CrawlRequested, ForgetRequested, RawDocStored
 from llmtwin.warehouse import Collection, open_warehouse
 from llmtwin.warehouse.repository import Repository
 from twin_crawler.config import CrawlConfig
@@ -127,7 +127,43 @@ async def test_failed_items_are_counted_and_a_crawl_where_everything_failed_fail
     assert job.state is JobState.FAILED and job.errors == [f"nothing to crawl found at {site.url('/empty.xml')}"]
 
 
-async def test_only_crawl_requests_are_accepted(processor):
+async def test_a_forgotten_document_loses_its_text_and_a_recrawl_does_not_bring_it_back(processor, serve,
+                                                                                       blog_copy):
+    url = serve(blog_copy).url("/index.html")
+    first = await processor.handle([request(url)])
+    links = {doc.id: doc.link for doc in await processor.raw_docs.list()}
+    post = next(e for e in first if links[e.id].endswith("/idempotent-pipelines.html"))
+    title = (await processor.raw_docs.get(post.id)).title
+
+    [announced] = await processor.handle([ForgetRequested.now("ada", post.id)])
+    forgotten = await processor.raw_docs.get(post.id)
+    assert announced.id == post.id and announced.content_hash == forgotten.content_hash != post.content_hash
+    assert forgotten.content == "" and forgotten.metadata == {} and forgotten.withdrawn_at is not None
+    assert forgotten.title == title  # the page still says what was forgotten
+
+    again = request(url)
+    assert await processor.handle([again]) == []  # the page is still online: it is skipped, not collected
+    assert (await processor.raw_docs.get(post.id)) == forgotten
+    job = await processor.jobs.get(again.id)
+    assert (job.found, job.stored, job.skipped) == (5, 0, 5)
+    # A redelivered request changes nothing and is announced again, for a stage that missed it.
+    [again_announced] = await processor.handle([ForgetRequested.now("ada", post.id)])
+    assert (again_announced.id, again_announced.content_hash) == (announced.id, announced.content_hash)
+    assert (await processor.raw_docs.get(post.id)) == forgotten
+
+
+async def test_forgetting_a_document_of_another_twin_or_none_is_refused(processor):
+    doc = RawDocument.create(twin_id="grace", platform=Platform.BLOG, kind="article", link="https://g.example/p",
+                             content="Grace's text")
+    await processor.store_document(doc)
+    with pytest.raises(BadMessage, match="the twin ada has no document"):
+        await processor.handle([ForgetRequested.now("ada", doc.id)])
+    with pytest.raises(BadMessage, match="no document nope"):
+        await processor.handle([ForgetRequested.now("ada", "nope")])
+    assert (await processor.raw_docs.get(doc.id)).content == "Grace's text"
+
+
+async def test_only_crawl_and_forget_requests_are_accepted(processor):
     with pytest.raises(BadMessage, match="not RawDocStored"):
         await processor.handle([RawDocStored(id="x", twin_id="ada", kind="post", platform="blog", content_hash="h")])
 

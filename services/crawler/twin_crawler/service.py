@@ -4,6 +4,9 @@ Per request it keeps a CrawlJob up to date (state and counts), runs the source i
 crawl worker process, upserts each document and announces only what was inserted or
 changed: a re-crawl of an unchanged site emits nothing, a changed page emits an update
 under the same id. Profiles with a cadence are re-crawled on schedule by `tick()`.
+
+A forget request empties the raw document and announces it; downstream stages then delete its
+chunks and samples. The emptied record stays, so later crawls skip its link (counted as skipped).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from prometheus_client import Counter
 
 from llmtwin.bus.stage import StageSpec
 from llmtwin.domain import CrawlJob, JobState, Profile, RawDocument, utcnow
-from llmtwin.events import BadMessage, CrawlRequested, Event, RawDocStored, Topic
+from llmtwin.events import BadMessage, CrawlRequested, Event, ForgetRequested, RawDocStored, Topic
 from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, UpsertResult, Warehouse, open_warehouse
 from llmtwin.warehouse.repository import Repository
@@ -28,6 +31,8 @@ PAGES_FETCHED = Counter("twin_crawler_pages_fetched_total", "Pages, files and ex
                         ["platform"])
 DOCS_STORED = Counter("twin_crawler_documents_stored_total", "Raw documents inserted or changed", ["platform"])
 FAILURES = Counter("twin_crawler_failures_total", "Items, and whole crawls, that failed", ["platform"])
+FORGOTTEN = Counter("twin_crawler_documents_forgotten_total", "Documents emptied at their author's request",
+                    ["platform"])
 
 MAX_ERRORS_KEPT = 50  # a job record stays small; the counts keep the totals
 PROGRESS_EVERY = 25  # documents between saves of a running job's counts
@@ -54,10 +59,24 @@ class CrawlerProcessor:
     async def handle(self, events: list[Event]) -> list[Event]:
         emitted: list[Event] = []
         for event in events:
-            if not isinstance(event, CrawlRequested):
-                raise BadMessage(f"the crawler takes crawl requests, not {type(event).__name__}")
-            emitted += await self.crawl(event)
+            if isinstance(event, CrawlRequested):
+                emitted += await self.crawl(event)
+            elif isinstance(event, ForgetRequested):
+                emitted.append(await self.forget(event))
+            else:
+                raise BadMessage(f"the crawler takes crawl and forget requests, not {type(event).__name__}")
         return emitted
+
+    async def forget(self, request: ForgetRequested) -> RawDocStored:
+        """Empty the document; announced even when it already was (a request redelivered after a crash)."""
+        doc = await self.raw_docs.get(request.document_id)
+        if doc is None or doc.twin_id != request.twin_id:
+            raise BadMessage(f"the twin {request.twin_id} has no document {request.document_id} to forget")
+        if doc.withdrawn_at is None:
+            doc = doc.withdrawn(utcnow())
+            await self.raw_docs.add(doc)
+            FORGOTTEN.labels(doc.platform.value).inc()
+        return stored_event(doc)
 
     async def crawl(self, request: CrawlRequested, on_progress: ProgressCallback | None = None) -> list[RawDocStored]:
         """Run one crawl request; returns the events for documents that are new or changed."""
@@ -115,9 +134,11 @@ class CrawlerProcessor:
         return events
 
     async def store_document(self, doc: RawDocument) -> UpsertResult:
-        """Upsert, but a document whose only change is when it was fetched is unchanged."""
+        """Upsert, but a document whose only change is when it was fetched is unchanged, and one its
+        author asked to forget stays forgotten."""
         previous = await self.raw_docs.get(doc.id)
-        if previous is not None and previous.model_copy(update={"fetched_at": doc.fetched_at}) == doc:
+        if previous is not None and (previous.withdrawn_at is not None
+                                     or previous.model_copy(update={"fetched_at": doc.fetched_at}) == doc):
             return UpsertResult.UNCHANGED
         return await self.raw_docs.add(doc)
 

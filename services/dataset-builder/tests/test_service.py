@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from llmtwin.datasets import cut_dataset_version
 from llmtwin.domain import CleanDocument, DocumentKind, InstructSample, content_hash
 from llmtwin.events import BadMessage, CleanDocStored, SampleStored
 from llmtwin.warehouse import Collection, open_warehouse
@@ -78,15 +79,27 @@ async def test_a_changed_document_replaces_its_stale_samples(builder, warehouse,
     assert {e.id for e in first} - {s.id for s in samples}  # the old section's sample is gone
 
 
-async def test_duplicates_get_no_samples_and_lose_the_ones_they_had(builder, warehouse, post_doc):
+@pytest.mark.parametrize("change, reason", [
+    ({"duplicate_of": "some-earlier-doc"}, "duplicate_document"),
+    ({"content": "", "content_hash": content_hash(""), "withdrawn": True}, "withdrawn_document"),
+])
+async def test_duplicates_and_withdrawn_documents_get_no_samples_and_lose_the_ones_they_had(
+        builder, warehouse, post_doc, change, reason):
     await put(warehouse, post_doc)
     await builder.handle([stored(post_doc)])
-    duplicate = post_doc.model_copy(update={"duplicate_of": "some-earlier-doc"})
-    await put(warehouse, duplicate)
-    assert await builder.handle([stored(duplicate)]) == []
+    assert await samples_of(warehouse, document_id=post_doc.id)
+    await cut_dataset_version(warehouse, post_doc.twin_id)
+    retracted = post_doc.model_copy(update=change)
+    await put(warehouse, retracted)
+    assert await builder.handle([stored(retracted)]) == []
     assert await samples_of(warehouse, document_id=post_doc.id) == []
     record = await warehouse.get(Collection.SAMPLE_RECORDS, post_doc.id)
-    assert record["rejected"] == {"duplicate_document": 1}
+    assert record["rejected"] == {reason: 1}
+    assert [e async for e in builder.backlog()] == []  # done: not replayed at start-up
+    # The earlier dataset version keeps a duplicate's words (they were the person's to learn), not a withdrawn one's.
+    answers = [copy["answer"] for copy in await warehouse.find(Collection.DATASET_SAMPLES, {"document_id": post_doc.id})]
+    assert answers
+    assert all(answers) if reason == "duplicate_document" else not any(answers)
 
 
 async def test_rejected_samples_are_recorded_with_their_reasons(builder, warehouse, new_doc, post_doc):

@@ -7,6 +7,7 @@ samples and pairs of the document's previous content, and emit `SampleStored`
 for the new and changed ones. Per document a `sample_records` entry says which
 content version (and which generator) its samples came from: that is what the
 stage has finished, so at start-up the documents without one are replayed.
+A withdrawn document keeps no samples, and its samples' copies in earlier dataset versions are blanked.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from llmtwin.bus.stage import StageSpec
+from llmtwin.datasets import redact_document
 from llmtwin.domain import CleanDocument, InstructSample, PreferencePair
 from llmtwin.events import BadMessage, CleanDocStored, Event, SampleStored, Topic
 from llmtwin.settings import Settings
@@ -69,7 +71,7 @@ class DatasetBuilder:
         todo = [docs[i] for i in ids if not self._is_done(docs[i], records.get(i))]
         if not todo:
             return []
-        originals = [d for d in todo if d.duplicate_of is None]
+        originals = [d for d in todo if d.feeds_features]
         generated = await self.generator.generate(originals) if originals else []
         emitted: list[Event] = []
         for twin_id in sorted({d.twin_id for d in todo}):
@@ -112,7 +114,8 @@ class DatasetBuilder:
                 emitted.append(SampleStored(id=sample.id, twin_id=sample.twin_id, document_id=doc.id,
                                             split=sample.split))
         kept_ids = {s.id for s in report.kept}
-        # Samples of the document's previous content (or of any content, for a duplicate) are stale.
+        # Samples of the document's previous content (or of any content, for a duplicate or a withdrawn
+        # document) are stale.
         stale = set(old["sample_ids"]) if old else set()
         stale |= await self.samples.ids({"document_id": doc.id})
         for sample_id in sorted(stale - kept_ids):
@@ -126,7 +129,10 @@ class DatasetBuilder:
         reasons = report.reasons()
         for reason, count in reasons.items():
             REJECTED.labels(reason).inc(count)
-        if doc.duplicate_of is not None:
+        if doc.withdrawn:
+            reasons["withdrawn_document"] += 1
+            await redact_document(self.warehouse, doc.id)
+        elif doc.duplicate_of is not None:
             reasons["duplicate_document"] += 1
         record = SampleRecord(doc.id, doc.twin_id, doc.content_hash, self.generator.name, doc.duplicate_of,
                               sorted(kept_ids), dict(reasons))

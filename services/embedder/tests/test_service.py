@@ -104,7 +104,16 @@ async def test_embeds_chunks_with_payload_and_reprocessing_overwrites(setup, emb
     assert record.content_hash == edited.content_hash and record.chunk_ids == after.chunk_ids
 
 
-async def test_a_document_that_became_a_duplicate_loses_its_chunks(setup):
+# What the cleaner may later say of a document: it found the original (same text), or the author withdrew it.
+RETRACTIONS = {
+    "became a duplicate": lambda doc, original: doc.model_copy(update={"duplicate_of": original.id}),
+    "was withdrawn": lambda doc, original: doc.model_copy(update={"content": "", "content_hash": content_hash(""),
+                                                                  "withdrawn": True}),
+}
+
+
+@pytest.mark.parametrize("retraction", RETRACTIONS)
+async def test_a_document_that_became_a_duplicate_or_was_withdrawn_loses_its_chunks(setup, retraction):
     embedder, clean = setup
     original = clean_doc("https://medium.com/@ada/a", ARTICLE)
     repost = clean_doc("https://linkedin.com/feed/a", ARTICLE + "\n\n#RAG", kind=DocumentKind.POST)
@@ -113,14 +122,15 @@ async def test_a_document_that_became_a_duplicate_loses_its_chunks(setup):
     await embedder.handle([stored(original), stored(repost)])
     both = count_points(embedder.client, embedder.collection)
 
-    # The cleaner found the original later: same text, now marked as its duplicate.
-    repost = repost.model_copy(update={"duplicate_of": original.id})
+    repost = RETRACTIONS[retraction](repost, original)
     await clean.add(repost)
     emitted = await embedder.handle([stored(repost)])
 
     assert emitted[0].chunk_ids == []
     remaining = count_points(embedder.client, embedder.collection)
     assert 0 < remaining < both
+    assert count_points(embedder.client, embedder.collection, document_id=repost.id) == 0
+    assert remaining == count_points(embedder.client, embedder.collection, twin_id="ada", document_id=original.id)
     assert [e.id async for e in embedder.backlog()] == []
 
 

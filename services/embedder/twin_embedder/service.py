@@ -13,7 +13,7 @@ in both (the backlog replayed at start-up beside its own message) is embedded by
 the second waits for it, then finds the document's record current.
 
 Near-duplicates (`duplicate_of` set by the cleaner) get no chunks: whatever they had is
-deleted, so one text is never retrieved twice. A document whose record already matches
+deleted, so one text is never retrieved twice; so do documents their author withdrew. A document whose record already matches
 its content hash is not embedded again; its ChunksStored is emitted all the same, so a
 batch retried after a partial failure still announces every document.
 """
@@ -111,7 +111,7 @@ class Embedder:
                                           duplicate_of=doc.duplicate_of, collection=self.collection,
                                           chunk_ids=[chunk.id for chunk in chunks[doc.id]])
             await self.records.add(records[doc.id])
-            DOCUMENTS.labels("duplicate" if doc.duplicate_of else "embedded").inc()
+            DOCUMENTS.labels("withdrawn" if doc.withdrawn else "duplicate" if doc.duplicate_of else "embedded").inc()
         DOCUMENTS.labels("unchanged").inc(len(docs) - len(stale))
         return [ChunksStored(id=doc.id, twin_id=doc.twin_id, document_id=doc.id,
                              chunk_ids=records[doc.id].chunk_ids, collection=self.collection)
@@ -127,7 +127,7 @@ class Embedder:
         This thread stays busy beside the model's: it deletes the documents' stale chunks and
         writes each few batches' vectors while the model encodes the next ones, so the cores are
         not left idle between two stage batches waiting for the writes."""
-        originals = [doc for doc in docs if not doc.duplicate_of]
+        originals = [doc for doc in docs if doc.feeds_features]
         tokenized = self.model.tokenize([doc.content for doc in originals])
         pieces: dict[str, list[TokenizedChunk]] = {doc.id: [] for doc in docs}
         for doc, tokens in zip(originals, tokenized):

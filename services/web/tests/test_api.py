@@ -10,14 +10,14 @@ from aiokafka import AIOKafkaConsumer
 
 from llmtwin.domain import (CleanDocument, CrawlJob, DatasetVersion, DocumentKind, JobState, Platform,
                             RawDocument, TrainingJob, utcnow)
-from llmtwin.events import CrawlRequested, Topic, decode
+from llmtwin.events import Event, ForgetRequested, Topic, decode
 from llmtwin.warehouse import Collection, open_warehouse
 from twin_web.app import create_app
 
 from .conftest import serving
 
 
-async def consume(bootstrap: str, topic: str, count: int) -> list[CrawlRequested]:
+async def consume(bootstrap: str, topic: str, count: int) -> list[Event]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
@@ -119,6 +119,25 @@ async def test_crawl_requests_one_message_per_profile(web):
     assert all(m.twin_id == "ada" for m in received)
 
 
+async def test_forgetting_a_document_sends_the_crawler_a_forget_request(web):
+    async with web.client() as client:
+        await client.post("/api/twins", json={"name": "Ada"})
+        await client.post("/api/twins", json={"name": "Grace"})
+        await add_pipeline_results(web.warehouse)
+        [document] = await web.warehouse.find(Collection.RAW_DOCUMENTS, {"twin_id": "ada", "withdrawn_at": None})
+        forgotten = await client.post(f"/api/twins/ada/documents/{document['id']}/forget")
+        not_grace_s = await client.post(f"/api/twins/grace/documents/{document['id']}/forget")
+        unknown = await client.post("/api/twins/ada/documents/nope/forget")
+    assert forgotten.status_code == 202 and forgotten.json()["document_id"] == document["id"]
+    assert not_grace_s.status_code == 404 and "has no document" in not_grace_s.json()["detail"]
+    assert unknown.status_code == 404
+
+    [received] = await consume(web.settings.kafka_bootstrap, Topic.CRAWL_REQUESTS.value, 1)
+    assert isinstance(received, ForgetRequested)
+    assert (received.id, received.twin_id, received.document_id) == (forgotten.json()["request_id"], "ada",
+                                                                      document["id"])
+
+
 async def add_pipeline_results(warehouse) -> None:
     """What the other stages would have written for twin `ada`."""
     raw = RawDocument.create(twin_id="ada", platform=Platform.BLOG, kind=DocumentKind.ARTICLE,
@@ -127,6 +146,14 @@ async def add_pipeline_results(warehouse) -> None:
     clean = CleanDocument(id=raw.id, twin_id="ada", platform=raw.platform, kind=raw.kind, link=raw.link,
                           content="On engines.", content_hash="c", raw_hash=raw.content_hash)
     await warehouse.upsert(Collection.CLEAN_DOCUMENTS, clean.model_dump(mode="json"))
+    withdrawn = RawDocument.create(twin_id="ada", platform=Platform.BLOG, kind=DocumentKind.ARTICLE,
+                                   link="https://ada.example.org/old-rant", content="", title="An old rant",
+                                   withdrawn_at=utcnow())
+    await warehouse.upsert(Collection.RAW_DOCUMENTS, withdrawn.model_dump(mode="json"))
+    await warehouse.upsert(Collection.CLEAN_DOCUMENTS, CleanDocument(
+        id=withdrawn.id, twin_id="ada", platform=withdrawn.platform, kind=withdrawn.kind, link=withdrawn.link,
+        content="", content_hash=withdrawn.content_hash, raw_hash=withdrawn.content_hash,
+        withdrawn=True).model_dump(mode="json"))
     crawl = CrawlJob(id="job-1", twin_id="ada", profile_id="p", platform=Platform.BLOG, url="https://ada.example.org/",
                      state=JobState.SUCCEEDED, found=3, stored=1, skipped=1, failed=1, errors=["404 at /gone"])
     await warehouse.upsert(Collection.CRAWL_JOBS, crawl.model_dump(mode="json"))
@@ -157,8 +184,8 @@ async def test_status_reflects_what_the_stages_wrote(web):
         other = (await client.get("/api/twins/grace/status")).json()
         models = (await client.get("/api/twins/ada/models")).json()
         unknown = await client.get("/api/twins/nobody/status")
-    assert status["counts"] == {"profiles": 0, "raw_documents": 1, "clean_documents": 1, "chunk_records": 0,
-                                "instruct_samples": 0, "dataset_versions": 1, "duplicates": 0}
+    assert status["counts"] == {"profiles": 0, "raw_documents": 2, "clean_documents": 2, "chunk_records": 0,
+                                "instruct_samples": 0, "dataset_versions": 1, "duplicates": 0, "forgotten": 1}
     assert {k: status["crawl"][k] for k in ("found", "stored", "skipped", "failed")} == \
         {"found": 3, "stored": 1, "skipped": 1, "failed": 1}
     assert [j["id"] for j in status["crawl"]["jobs"]] == ["job-1", "job-0"]  # counted: the latest of the source
@@ -198,7 +225,7 @@ async def test_events_push_the_status_when_it_changes(web):
             name, changed = await next_event(lines)
             assert name == "status"
             changed = json.loads(changed)
-            assert changed["counts"]["raw_documents"] == 1 and changed["champion"]["version"] == "1"
+            assert changed["counts"]["raw_documents"] == 2 and changed["champion"]["version"] == "1"
         unknown = await client.get("/api/twins/nobody/events")
     assert unknown.status_code == 404
 

@@ -93,7 +93,7 @@ async def test_the_twin_page_shows_progress_collected_documents_datasets_and_mod
         page = await client.get("/twins/ada")
         missing = await client.get("/twins/nobody")
     assert page.status_code == 200
-    assert '<dd data-field="counts.raw_documents">1</dd>' in page.text
+    assert '<dd data-field="counts.raw_documents">2</dd>' in page.text
     assert '<dd data-field="crawl.found">3</dd>' in page.text
     assert 'data-events-url="/api/twins/ada/events"' in page.text
     assert '<strong id="champion-version">version 1</strong>' in page.text
@@ -110,6 +110,28 @@ async def test_the_twin_page_shows_progress_collected_documents_datasets_and_mod
     assert re.search(r'<th scope="row">perplexity</th><td>24</td><td>—</td>', page.text)
     assert "candidate_samples" not in page.text
     assert missing.status_code == 404 and "There is no twin called “nobody”" in missing.text
+
+
+async def test_a_document_is_forgotten_from_the_twin_page(web):
+    async with web.client() as client:
+        token = await csrf_from(client, "/")
+        await client.post("/twins", data={"name": "Ada", "csrf_token": token})
+        await add_pipeline_results(web.warehouse)
+        [kept] = await web.warehouse.find(Collection.RAW_DOCUMENTS, {"twin_id": "ada", "withdrawn_at": None})
+        before = await client.get("/twins/ada")
+        without_token = await client.post(f"/twins/ada/documents/{kept['id']}/forget")
+        forgotten = await client.post(f"/twins/ada/documents/{kept['id']}/forget", data={"csrf_token": token})
+        after = await client.get("/twins/ada")
+    # The kept document has a Forget button that asks first; the one already forgotten says when.
+    assert f'action="/twins/ada/documents/{kept["id"]}/forget" class="inline-form"\n' \
+           '              data-confirm="Forget “On engines”?' in before.text
+    assert 'aria-label="Forget On engines">Forget</button>' in before.text
+    assert re.search(r"An old rant</a>\s*<span class=\"muted\">article</span>\s*"
+                     r"<span class=\"muted forgotten\">forgotten on \d{4}-\d\d-\d\d</span>", before.text)
+    assert 'aria-label="Forget An old rant"' not in before.text
+    assert without_token.status_code == 403
+    assert forgotten.status_code == 303 and forgotten.headers["location"] == "/twins/ada#collected"
+    assert "Forgetting “On engines”: its text, passages and training samples are being deleted" in after.text
 
 
 async def test_static_files_are_served(web):

@@ -94,6 +94,11 @@ def router(wiring: "Wiring") -> APIRouter:
         return {"request_ids": [r.id for r in requests],
                 "requests": [r.model_dump(mode="json") for r in requests]}
 
+    @writes.post("/twins/{twin_id}/documents/{document_id}/forget", status_code=202)
+    async def forget(twin_id: str, document_id: str) -> dict[str, Any]:
+        request, _ = await wiring.service.forget_document(twin_id, document_id)
+        return {"request_id": request.id, "document_id": document_id}
+
     @reads.get("/twins/{twin_id}/status")
     async def status(twin_id: str) -> dict[str, Any]:
         return await wiring.service.status(twin_id)

@@ -161,4 +161,4 @@ def _add_error_handlers(app: FastAPI, wiring: Wiring) -> None:
     async def bus_down(request: Request, exc: BusUnavailable) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": str(exc)}, status_code=503)
-        return pages.render_problem(wiring, request, "The crawl was not requested", str(exc), status_code=503)
+        return pages.render_problem(wiring, request, exc.title, str(exc), status_code=503)

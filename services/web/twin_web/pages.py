@@ -216,6 +216,15 @@ def router(wiring: "Wiring") -> APIRouter:
                        "Progress shows below as it happens.")
         return _redirect(f"/twins/{twin_id}#progress")
 
+    @private.post("/twins/{twin_id}/documents/{document_id}/forget")
+    async def forget(request: Request, twin_id: str, document_id: str) -> Response:
+        await checked_form(request)
+        _, document = await wiring.service.forget_document(twin_id, document_id)
+        flash(request, f"Forgetting “{document.title or document.link}”: its text, passages and training samples "
+                       "are being deleted, and later crawls will skip it. Model versions already trained with it "
+                       "keep what they learned; versions trained from here on never see it.")
+        return _redirect(f"/twins/{twin_id}#collected")
+
     # --- writing ------------------------------------------------------------------------
 
     async def write_page(request: Request, twin_id: str, *, errors: dict | None = None,

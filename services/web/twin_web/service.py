@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError
 from llmtwin.domain import (CrawlJob, DatasetVersion, JobState, Platform, Profile, RawDocument, TrainingJob,
                             Twin, utcnow)
-from llmtwin.events import CrawlRequested
+from llmtwin.events import CrawlRequested, Event, ForgetRequested
 from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, Warehouse
 from llmtwin.warehouse.repository import Repository
@@ -33,7 +33,11 @@ class NotFound(LookupError):
 
 
 class BusUnavailable(RuntimeError):
-    """The broker did not take a message; the message says what it means for the person."""
+    """The broker did not take a message; `title` and the message say what it means for the person."""
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__(message)
+        self.title = title
 
 
 class UploadTooLarge(InputError):
@@ -45,7 +49,7 @@ class UploadTooLarge(InputError):
 class EventSender(Protocol):
     """The one thing the service needs from a producer (`llmtwin.bus.producer.EventProducer` fits)."""
 
-    async def send(self, event: CrawlRequested) -> None: ...
+    async def send(self, event: Event) -> None: ...
 
 
 class TwinService:
@@ -158,13 +162,27 @@ class TwinService:
         if not targets:
             raise InputError("profile_id", "Add a profile link or upload an export archive first, then crawl.")
         requests = [CrawlRequested.now(twin_id, p.id, p.platform, p.url) for p in targets]
-        try:
-            for request in requests:
-                await self._producer.send(request)
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
-            raise BusUnavailable("The message bus is not reachable, so the crawl was not requested. "
-                                 "Check that the broker is running, then try again.") from exc
+        await self._send(requests, "The crawl was not requested")
         return requests
+
+    async def forget_document(self, twin_id: str, document_id: str) -> tuple[ForgetRequested, RawDocument]:
+        """Ask the crawler (which owns raw documents) to forget one of the twin's documents: each stage
+        then deletes what it made of it. Asking again is harmless (a lost request can be repeated)."""
+        await self.get_twin(twin_id)
+        document = await self._raw_documents.get(document_id)
+        if document is None or document.twin_id != twin_id:
+            raise NotFound(f"The twin “{twin_id}” has no document {document_id}.")
+        request = ForgetRequested.now(twin_id, document_id)
+        await self._send([request], "The document was not forgotten")
+        return request, document
+
+    async def _send(self, events: list[Event], not_done: str) -> None:
+        try:
+            for event in events:
+                await self._producer.send(event)
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            raise BusUnavailable(not_done, f"{not_done}: the message bus is not reachable. "
+                                           "Check that the broker is running, then try again.") from exc
 
     # --- read side ----------------------------------------------------------------------
 
@@ -175,8 +193,10 @@ class TwinService:
         """
         twin = await self.get_twin(twin_id)
         mine = {"twin_id": twin_id}
-        totals = await asyncio.gather(*(self._warehouse.count(c, mine) for c in STAGE_COLLECTIONS),
-                                      self._warehouse.count(Collection.CLEAN_DOCUMENTS, {**mine, "duplicate_of": None}))
+        *totals, originals, forgotten = await asyncio.gather(
+            *(self._warehouse.count(c, mine) for c in STAGE_COLLECTIONS),
+            self._warehouse.count(Collection.CLEAN_DOCUMENTS, {**mine, "duplicate_of": None}),
+            self._warehouse.count(Collection.CLEAN_DOCUMENTS, {**mine, "withdrawn": True}))
         crawl_jobs = await self._crawl_jobs.list(mine, order_by="created_at", descending=True,
                                                  limit=CRAWL_JOBS_SCANNED)
         training_jobs = await self._training_jobs.list(mine, order_by="created_at", descending=True,
@@ -187,7 +207,8 @@ class TwinService:
             "twin": {"id": twin.id, "name": twin.name},
             "counts": {**{c.value: n for c, n in zip(STAGE_COLLECTIONS, totals)},
                        # Near-duplicates (cross-posts) are cleaned but neither embedded nor learned twice.
-                       "duplicates": totals[2] - totals[-1]},
+                       "duplicates": totals[2] - originals,
+                       "forgotten": forgotten},
             "crawl": {
                 # The latest crawl of each source: what the most recent round found and fetched.
                 "found": sum(j.found for j in current),

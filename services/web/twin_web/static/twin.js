@@ -1,7 +1,7 @@
-// A twin's page. The page is complete without this script; it adds two things:
-// the link hint follows the chosen platform, and live progress: the server pushes the
-// twin's status (JSON) whenever it changes, and this fills in the numbers, the training
-// job and the recent crawls in place.
+// A twin's page. The page is complete without this script; it adds three things:
+// the link hint follows the chosen platform; forgetting a document asks first; and live
+// progress: the server pushes the twin's status (JSON) whenever it changes, and this fills
+// in the numbers, the training job and the recent crawls in place.
 (function () {
   "use strict";
   const platform = document.getElementById("profile-platform");
@@ -12,6 +12,12 @@
     example.textContent = examples[platform.value] || "";
   });
 })();
+
+document.querySelectorAll("form[data-confirm]").forEach((form) => {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+});
 
 (function () {
   "use strict";

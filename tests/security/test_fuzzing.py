@@ -126,5 +126,5 @@ def test_the_web_json_api_answers_every_fuzzed_request_without_a_server_error(we
     report = fuzz(web_api.url, {}, include=_web_json_api, known={"twin_id": twin["id"], "profile_id": profile["id"]})
     assert not report.failures, "\n".join(report.failures)
     operations = report.per_operation()
-    assert len(operations) == 10 and "POST /api/twins/{twin_id}/profiles" in operations
+    assert len(operations) == 11 and "POST /api/twins/{twin_id}/documents/{document_id}/forget" in operations
     assert all(count > 0 for count in operations.values()), report.cases

@@ -17,6 +17,7 @@ from openai import OpenAI
 from devstack.demo import DEMO_PROMPT, follow_pipeline, seed_demo, wait_until_served
 from devstack.demo_sources import prepare_demo
 from llmtwin import registry, vectors
+from llmtwin.datasets import get_dataset_version, load_samples
 from llmtwin.embeddings import embedding_model_name
 from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, open_warehouse
@@ -49,6 +50,15 @@ async def what_is_left_of(settings: Settings, document_id: str) -> dict[str, obj
         return {"raw": await warehouse.get(Collection.RAW_DOCUMENTS, document_id),
                 "clean": await warehouse.get(Collection.CLEAN_DOCUMENTS, document_id),
                 "samples": await warehouse.count(Collection.INSTRUCT_SAMPLES, {"document_id": document_id})}
+    finally:
+        await warehouse.close()
+
+
+async def documents_in(settings: Settings, dataset_version: str) -> set[str]:
+    warehouse = open_warehouse(settings.warehouse)
+    try:
+        version = await get_dataset_version(warehouse, dataset_version)
+        return {sample.document_id for sample in await load_samples(warehouse, version)}
     finally:
         await warehouse.close()
 
@@ -110,6 +120,17 @@ def test_a_twin_goes_through_the_whole_loop(e2e_settings, running_stack, blog_si
         left = asyncio.run(what_is_left_of(settings, post["id"]))
         assert left["raw"]["content"] == left["clean"]["content"] == "" and left["raw"]["withdrawn_at"]
         assert web.get(f"/api/twins/{twin_id}/status").json()["counts"]["forgotten"] == 1
+
+        # The champion learned from the post: a version without it is trained at once.
+        def retrained() -> list[dict]:
+            jobs = web.get(f"/api/twins/{twin_id}/status").json()["training_jobs"]
+            return [job for job in jobs if job["dataset_version"] != champion.tags.get("dataset_version")
+                    and job["state"] in ("succeeded", "failed")]
+
+        wait_for(retrained, 600, "training a version without the post")
+        [job] = retrained()
+        assert post["id"] in asyncio.run(documents_in(settings, champion.tags["dataset_version"]))
+        assert post["id"] not in asyncio.run(documents_in(settings, job["dataset_version"]))
 
         blog_profile = next(p["id"] for p in web.get(f"/api/twins/{twin_id}").json()["profiles"]
                             if p["platform"] == "blog")

@@ -105,9 +105,26 @@ class ChunksStored(Event):
 
 class SampleStored(Event):
     TOPIC = Topic.INSTRUCT_SAMPLES
+    change: Literal["stored"] = "stored"
     twin_id: str
     document_id: str
     split: Split
+
+
+class SamplesWithdrawn(Event):
+    """A withdrawn document's samples were deleted: the trigger trains a version without them, however
+    few they are, if the last dataset version held them."""
+
+    TOPIC = Topic.INSTRUCT_SAMPLES
+    change: Literal["withdrawn"] = "withdrawn"
+    twin_id: str
+    document_id: str
+    sample_ids: list[str]
+
+    @classmethod
+    def of(cls, twin_id: str, document_id: str, sample_ids: list[str]) -> "SamplesWithdrawn":
+        return cls(id=stable_id("samples-withdrawn", document_id), twin_id=twin_id, document_id=document_id,
+                   sample_ids=sorted(sample_ids))
 
 
 class ModelEvent(Event):
@@ -124,8 +141,12 @@ EVENT_TYPES: dict[Topic, type[Event]] = {
     cls.TOPIC: cls
     for cls in (CrawlRequested, RawDocStored, CleanDocStored, ChunksStored, SampleStored, ModelEvent)
 }
-# crawl_requests carries two requests, told apart by `request` (a message without one is a crawl).
-CRAWL_REQUEST_TYPES: dict[str, type[Event]] = {"crawl": CrawlRequested, "forget": ForgetRequested}
+# Topics that carry two kinds of message tell them apart by one field; a message without it (as
+# written before the second kind existed) is of the topic's first kind.
+VARIANTS: dict[Topic, tuple[str, dict[str, type[Event]]]] = {
+    Topic.CRAWL_REQUESTS: ("request", {"crawl": CrawlRequested, "forget": ForgetRequested}),
+    Topic.INSTRUCT_SAMPLES: ("change", {"stored": SampleStored, "withdrawn": SamplesWithdrawn}),
+}
 
 
 class BadMessage(ValueError):
@@ -141,12 +162,12 @@ def decode(topic: Topic | str, payload: bytes | str | dict[str, Any]) -> Event:
         raise BadMessage(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise BadMessage("not a JSON object")
-    if topic is Topic.CRAWL_REQUESTS:
-        request = data.get("request", "crawl")
-        if not isinstance(request, str) or request not in CRAWL_REQUEST_TYPES:
-            raise BadMessage(f"unknown request {request!r} on {topic.value}: expected one of "
-                             f"{', '.join(CRAWL_REQUEST_TYPES)}")
-        cls = CRAWL_REQUEST_TYPES[request]
+    if topic in VARIANTS:
+        field, kinds = VARIANTS[topic]
+        kind = data.get(field, next(iter(kinds)))
+        if not isinstance(kind, str) or kind not in kinds:
+            raise BadMessage(f"unknown {field} {kind!r} on {topic.value}: expected one of {', '.join(kinds)}")
+        cls = kinds[kind]
     version = data.get("schema_version")
     if version != cls.SCHEMA_VERSION:
         raise BadMessage(f"unknown schema_version {version!r} for {topic.value}")

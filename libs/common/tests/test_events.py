@@ -1,12 +1,12 @@
-"""Decoding bus messages: each topic's schema, and the two requests crawl_requests carries."""
+"""Decoding bus messages: the topics that carry two kinds of message tell them apart."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from llmtwin.domain import Platform
-from llmtwin.events import BadMessage, CrawlRequested, ForgetRequested, Topic, decode
+from llmtwin.domain import Platform, Split
+from llmtwin.events import BadMessage, CrawlRequested, ForgetRequested, SamplesWithdrawn, SampleStored, Topic, decode
 
 
 def test_crawl_requests_carry_crawls_and_forget_requests_told_apart_by_their_request():
@@ -15,6 +15,14 @@ def test_crawl_requests_carry_crawls_and_forget_requests_told_apart_by_their_req
     assert decode(Topic.CRAWL_REQUESTS, crawl.encode()) == crawl
     assert decode(Topic.CRAWL_REQUESTS, forget.encode()) == forget
     assert crawl.key == forget.key == "ada"  # one partition: a twin's crawls and forgets keep their order
+
+
+def test_instruct_samples_carry_stored_and_withdrawn_samples():
+    stored = SampleStored(id="s1", twin_id="ada", document_id="doc-1", split=Split.TRAIN)
+    withdrawn = SamplesWithdrawn.of("ada", "doc-1", ["s2", "s1"])
+    assert decode(Topic.INSTRUCT_SAMPLES, stored.encode()) == stored
+    assert decode(Topic.INSTRUCT_SAMPLES, withdrawn.encode()) == withdrawn
+    assert withdrawn.sample_ids == ["s1", "s2"] and withdrawn.id == SamplesWithdrawn.of("ada", "doc-1", []).id
 
 
 def test_a_crawl_request_without_a_request_field_is_a_crawl():

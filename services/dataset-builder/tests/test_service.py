@@ -5,7 +5,7 @@ import pytest
 
 from llmtwin.datasets import cut_dataset_version
 from llmtwin.domain import CleanDocument, DocumentKind, InstructSample, content_hash
-from llmtwin.events import BadMessage, CleanDocStored, SampleStored
+from llmtwin.events import BadMessage, CleanDocStored, SamplesWithdrawn, SampleStored
 from llmtwin.warehouse import Collection, open_warehouse
 from llmtwin.warehouse.repository import Repository
 from twin_dataset_builder.generators import OfflineGenerator
@@ -89,10 +89,16 @@ async def test_duplicates_and_withdrawn_documents_get_no_samples_and_lose_the_on
     await builder.handle([stored(post_doc)])
     assert await samples_of(warehouse, document_id=post_doc.id)
     await cut_dataset_version(warehouse, post_doc.twin_id)
+    had = {sample.id for sample in await samples_of(warehouse, document_id=post_doc.id)}
     retracted = post_doc.model_copy(update=change)
     await put(warehouse, retracted)
-    assert await builder.handle([stored(retracted)]) == []
+    emitted = await builder.handle([stored(retracted)])
     assert await samples_of(warehouse, document_id=post_doc.id) == []
+    if retracted.withdrawn:  # the trainer hears of it: a version it trained may hold them
+        assert [(type(e), e.document_id, set(e.sample_ids)) for e in emitted] == [(SamplesWithdrawn, post_doc.id, had)]
+    else:
+        assert emitted == []
+    assert await builder.handle([stored(retracted)]) == []  # a redelivery: done already
     record = await warehouse.get(Collection.SAMPLE_RECORDS, post_doc.id)
     assert record["rejected"] == {reason: 1}
     assert [e async for e in builder.backlog()] == []  # done: not replayed at start-up

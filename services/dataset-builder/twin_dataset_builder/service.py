@@ -7,7 +7,8 @@ samples and pairs of the document's previous content, and emit `SampleStored`
 for the new and changed ones. Per document a `sample_records` entry says which
 content version (and which generator) its samples came from: that is what the
 stage has finished, so at start-up the documents without one are replayed.
-A withdrawn document keeps no samples, and its samples' copies in earlier dataset versions are blanked.
+A withdrawn document keeps no samples, its samples' copies in earlier dataset versions are blanked,
+and `SamplesWithdrawn` tells the trainer which samples went.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from prometheus_client import Counter
 from llmtwin.bus.stage import StageSpec
 from llmtwin.datasets import redact_document
 from llmtwin.domain import CleanDocument, InstructSample, PreferencePair
-from llmtwin.events import BadMessage, CleanDocStored, Event, SampleStored, Topic
+from llmtwin.events import BadMessage, CleanDocStored, Event, SamplesWithdrawn, SampleStored, Topic
 from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, UpsertResult, Warehouse, open_warehouse
 from llmtwin.warehouse.repository import Repository
@@ -132,6 +133,8 @@ class DatasetBuilder:
         if doc.withdrawn:
             reasons["withdrawn_document"] += 1
             await redact_document(self.warehouse, doc.id)
+            if stale:  # the trainer may have learned from them
+                emitted.append(SamplesWithdrawn.of(doc.twin_id, doc.id, sorted(stale)))
         elif doc.duplicate_of is not None:
             reasons["duplicate_document"] += 1
         record = SampleRecord(doc.id, doc.twin_id, doc.content_hash, self.generator.name, doc.duplicate_of,

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from llmtwin.domain import CleanDocument, DocumentKind, InstructSample, JobState, Platform, TrainingJob, content_hash
-from llmtwin.events import SampleStored
+from llmtwin.events import SamplesWithdrawn, SampleStored
 from llmtwin.settings import Settings, settings_env
 from llmtwin.warehouse import Collection, open_warehouse
 from llmtwin.warehouse.repository import Repository
@@ -170,6 +170,46 @@ async def test_no_second_job_while_one_runs_and_the_next_one_waits_for_it(wareho
     assert launcher.launched == [first.id, second.id]
     version = await warehouse.get(Collection.DATASET_VERSIONS, second.dataset_version)
     assert len(version["sample_ids"]) == 2 * THRESHOLD
+
+
+async def test_a_withdrawn_document_the_last_version_held_starts_a_job_however_few_its_samples(
+        warehouse, launcher, clock):
+    trigger = trigger_over(warehouse, launcher, clock)
+    kept, [gone] = await new_samples(warehouse, THRESHOLD), await new_samples(warehouse, 1, start=100)
+    await trigger.handle([*kept, gone])
+    clock.now += QUIET
+    await trigger.tick()
+    [first] = await jobs_of(warehouse)
+    jobs = Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob)
+    await jobs.add(first.model_copy(update={"state": JobState.SUCCEEDED}))
+    launcher.running.discard(first.id)
+
+    # Samples no version held (a document withdrawn before any training saw it) change nothing.
+    await trigger.handle([SamplesWithdrawn.of("ada", "never-trained", ["not-in-any-version"])])
+    clock.now += QUIET
+    await trigger.tick()
+    assert len(await jobs_of(warehouse)) == 1
+
+    # The dataset-builder deleted the withdrawn document's one sample and says so: a job starts, after the quiet period.
+    await warehouse.delete(Collection.INSTRUCT_SAMPLES, gone.id)
+    withdrawal = SamplesWithdrawn.of("ada", gone.document_id, [gone.id])
+    await trigger.handle([withdrawal])
+    clock.now += QUIET / 2
+    await trigger.tick()
+    assert len(await jobs_of(warehouse)) == 1
+    clock.now += QUIET / 2
+    await trigger.tick()
+    [second] = [job for job in await jobs_of(warehouse) if job.id != first.id]
+    version = await warehouse.get(Collection.DATASET_VERSIONS, second.dataset_version)
+    assert sorted(version["sample_ids"]) == sorted(e.id for e in kept)
+
+    # Replayed after the cut, the withdrawal is old news.
+    await jobs.add(second.model_copy(update={"state": JobState.SUCCEEDED}))
+    launcher.running.discard(second.id)
+    await trigger.handle([withdrawal])
+    clock.now += QUIET
+    await trigger.tick()
+    assert len(await jobs_of(warehouse)) == 2 and launcher.launched == [first.id, second.id]
 
 
 async def test_a_job_whose_process_ends_without_a_final_state_is_failed_with_the_reason(warehouse, launcher, clock):

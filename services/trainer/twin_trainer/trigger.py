@@ -3,7 +3,9 @@
 Per twin it counts the samples that are new since its last dataset version. When
 the count reaches `train_min_new_samples` and no new sample has come for
 `train_quiet_seconds`, and no job of that twin is queued or running, it cuts a
-dataset version and starts a training job through a `JobLauncher`.
+dataset version and starts a training job through a `JobLauncher`. Samples of a
+document its author withdrew that the last version held start one however few they
+are: the person asked that the twin forget them.
 
 Crash safety: the counts (the pending sample ids) live in the warehouse, so a
 restart loses none, and replayed messages are not counted twice. A job's id is a
@@ -26,7 +28,7 @@ from pydantic import BaseModel, Field
 from llmtwin.bus.stage import StageSpec
 from llmtwin.datasets import EmptyDataset, cut_dataset_version, get_dataset_version
 from llmtwin.domain import JobState, TrainingJob, stable_id, utcnow
-from llmtwin.events import Event, SampleStored, Topic
+from llmtwin.events import Event, SamplesWithdrawn, SampleStored, Topic
 from llmtwin.settings import Settings
 from llmtwin.warehouse import Collection, Warehouse, open_warehouse
 from llmtwin.warehouse.repository import Repository
@@ -53,6 +55,7 @@ class TwinTriggerState(BaseModel):
     type: Literal["twin"] = "twin"
     twin_id: str
     pending_sample_ids: list[str] = Field(default_factory=list)
+    withdrawn_document_ids: list[str] = Field(default_factory=list)  # in the last version, withdrawn since
     last_new_sample_at: float = 0.0  # epoch seconds: wall time survives restarts, monotonic time does not
     last_cut_at: float = 0.0
     last_dataset_version: str | None = None
@@ -77,17 +80,23 @@ class TrainingTrigger:
     # --- the change stream ---------------------------------------------------------------
 
     async def handle(self, events: list[Event]) -> list[Event]:
-        by_twin: dict[str, list[str]] = {}
+        stored: dict[str, list[str]] = {}
+        withdrawn: dict[str, list[SamplesWithdrawn]] = {}
         for event in events:
             if isinstance(event, SampleStored):
-                by_twin.setdefault(event.twin_id, []).append(event.id)
+                stored.setdefault(event.twin_id, []).append(event.id)
+            elif isinstance(event, SamplesWithdrawn):
+                withdrawn.setdefault(event.twin_id, []).append(event)
         async with self._lock:
-            for twin_id, sample_ids in by_twin.items():
+            for twin_id in stored.keys() | withdrawn.keys():
                 state = await self.states.get(f"twin:{twin_id}") or TwinTriggerState.new(twin_id)
-                known = set(state.pending_sample_ids) | await self._samples_of(state.last_dataset_version)
-                new = set(sample_ids) - known  # a replayed message is not a new sample
-                if new:
+                trained = await self._samples_of(state.last_dataset_version)
+                new = set(stored.get(twin_id, [])) - set(state.pending_sample_ids) - trained  # a replay is not news
+                forgotten = {e.document_id for e in withdrawn.get(twin_id, []) if trained.intersection(e.sample_ids)}
+                forgotten -= set(state.withdrawn_document_ids)
+                if new or forgotten:
                     state.pending_sample_ids = sorted(set(state.pending_sample_ids) | new)
+                    state.withdrawn_document_ids = sorted(set(state.withdrawn_document_ids) | forgotten)
                     state.last_new_sample_at = self.clock()
                     await self.states.add(state)
                 PENDING.labels(twin_id).set(len(state.pending_sample_ids))
@@ -124,7 +133,7 @@ class TrainingTrigger:
 
     async def _due(self, state: TwinTriggerState) -> bool:
         now = self.clock()
-        return (len(state.pending_sample_ids) >= self.min_new_samples
+        return ((len(state.pending_sample_ids) >= self.min_new_samples or bool(state.withdrawn_document_ids))
                 and now - state.last_new_sample_at >= self.quiet_seconds
                 and state.last_new_sample_at >= state.last_cut_at  # something new since the last try
                 and await self.jobs.count({"twin_id": state.twin_id, "state": ACTIVE_STATES}) == 0)
@@ -138,12 +147,14 @@ class TrainingTrigger:
             job_id = training_job_id(state.twin_id, version.id)
             if await self.jobs.get(job_id) is None:  # after a restart it may exist: never create it twice
                 await self.jobs.add(TrainingJob(id=job_id, twin_id=state.twin_id, dataset_version=version.id))
-                log.info("twin %s: %d new samples, dataset version %s, job %s queued", state.twin_id,
-                         len(state.pending_sample_ids), version.id, job_id)
+                log.info("twin %s: %d new samples, %d documents withdrawn, dataset version %s, job %s queued",
+                         state.twin_id, len(state.pending_sample_ids), len(state.withdrawn_document_ids),
+                         version.id, job_id)
         # What the version holds is no longer new; neither are samples deleted since they came.
         covered = await self._samples_of(version.id) if version else frozenset()
         still_live = await self.warehouse.ids(Collection.INSTRUCT_SAMPLES, {"id": state.pending_sample_ids})
         state.pending_sample_ids = sorted(still_live - covered)
+        state.withdrawn_document_ids = []  # the version just cut (or none: the twin has nothing left) lacks them
         state.last_cut_at = self.clock()
         if version is not None:
             state.last_dataset_version = version.id

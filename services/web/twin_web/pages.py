@@ -221,8 +221,8 @@ def router(wiring: "Wiring") -> APIRouter:
         await checked_form(request)
         _, document = await wiring.service.forget_document(twin_id, document_id)
         flash(request, f"Forgetting “{document.title or document.link}”: its text, passages and training samples "
-                       "are being deleted, and later crawls will skip it. Model versions already trained with it "
-                       "keep what they learned; versions trained from here on never see it.")
+                       "are being deleted, and later crawls will skip it. If the model writing now learned from it, "
+                       "a version without it is trained next, and takes over if it passes the evaluation.")
         return _redirect(f"/twins/{twin_id}#collected")
 
     # --- writing ------------------------------------------------------------------------

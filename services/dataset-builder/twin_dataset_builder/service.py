@@ -134,7 +134,7 @@ class DatasetBuilder:
             reasons["withdrawn_document"] += 1
             await redact_document(self.warehouse, doc.id)
             if stale:  # the trainer may have learned from them
-                emitted.append(SamplesWithdrawn.of(doc.twin_id, doc.id, sorted(stale)))
+                emitted.append(SamplesWithdrawn.of(doc.twin_id, doc.id, list(stale)))
         elif doc.duplicate_of is not None:
             reasons["duplicate_document"] += 1
         record = SampleRecord(doc.id, doc.twin_id, doc.content_hash, self.generator.name, doc.duplicate_of,

@@ -13,9 +13,10 @@ in both (the backlog replayed at start-up beside its own message) is embedded by
 the second waits for it, then finds the document's record current.
 
 Near-duplicates (`duplicate_of` set by the cleaner) get no chunks: whatever they had is
-deleted, so one text is never retrieved twice; so do documents their author withdrew. A document whose record already matches
-its content hash is not embedded again; its ChunksStored is emitted all the same, so a
-batch retried after a partial failure still announces every document.
+deleted, so one text is never retrieved twice; nor do documents their author withdrew. A
+document whose record already matches its content hash is not embedded again; its
+ChunksStored is emitted all the same, so a batch retried after a partial failure still
+announces every document.
 """
 from __future__ import annotations
 

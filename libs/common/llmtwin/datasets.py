@@ -89,6 +89,16 @@ async def load_samples(warehouse: Warehouse, version: DatasetVersion) -> list[In
     return sorted(found, key=lambda s: s.id)
 
 
+async def versions_with_withdrawn_writing(warehouse: Warehouse, twin_id: str) -> set[str]:
+    """The twin's dataset versions that hold samples of documents the person has since withdrawn."""
+    withdrawn = await warehouse.ids(Collection.CLEAN_DOCUMENTS, {"twin_id": twin_id, "withdrawn": True})
+    if not withdrawn:
+        return set()
+    taken_back = await warehouse.ids(Collection.DATASET_SAMPLES, {"document_id": sorted(withdrawn)})
+    versions = await Repository(warehouse, Collection.DATASET_VERSIONS, DatasetVersion).list({"twin_id": twin_id})
+    return {version.id for version in versions if taken_back.intersection(version.sample_ids)}
+
+
 async def redact_document(warehouse: Warehouse, document_id: str) -> int:
     """Blank the text of a withdrawn document's samples in the dataset versions' archive; returns how many.
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from llmtwin.datasets import (EmptyDataset, cut_dataset_version, export_dataset, load_samples,
-                              redact_document, walk_lineage)
+                              redact_document, versions_with_withdrawn_writing, walk_lineage)
 from llmtwin.domain import (CleanDocument, DocumentKind, InstructSample, Platform, RawDocument, content_hash)
 from llmtwin.warehouse import Collection
 from llmtwin.warehouse.repository import Repository
@@ -93,6 +93,8 @@ async def test_withdrawn_documents_are_left_out_and_the_lineage_of_an_older_vers
         gone.model_copy(update={"content": "", "content_hash": content_hash(""), "withdrawn": True}))
     after = await cut_dataset_version(warehouse, "ada")
     assert {s.document_id for s in await load_samples(warehouse, after)} == {kept.id, older.id}
+    assert await versions_with_withdrawn_writing(warehouse, "ada") == {before.id}
+    assert await versions_with_withdrawn_writing(warehouse, "bob") == set()
     lineage = {d.id: d for d in (await walk_lineage(warehouse, before.id)).documents}
     assert lineage[gone.id].withdrawn and not lineage[kept.id].withdrawn and not lineage[older.id].withdrawn
 

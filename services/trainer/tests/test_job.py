@@ -56,6 +56,18 @@ async def store_job(settings: Settings, samples, job_id: str, dataset: DatasetVe
         await warehouse.close()
 
 
+async def withdraw_document(settings: Settings, document_id: str) -> None:
+    """What the cleaner leaves of a document its author withdrew."""
+    warehouse = open_warehouse(settings.warehouse)
+    try:
+        await Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument).add(CleanDocument(
+            id=document_id, twin_id="ann", platform=Platform.BLOG, kind=DocumentKind.POST,
+            link=f"https://example.com/{document_id}", content="", content_hash=content_hash(""), raw_hash="",
+            withdrawn=True))
+    finally:
+        await warehouse.close()
+
+
 async def stored_job(settings: Settings, job_id: str) -> TrainingJob:
     warehouse = open_warehouse(settings.warehouse)
     try:
@@ -109,14 +121,28 @@ async def test_a_better_model_is_promoted_and_a_worse_one_rejected(bus_settings,
     assert "against champion v1" in second.message
     assert registry.champion("ann").version == "1"
 
+    # Ann takes back the writing of one training sample: the champion learned from it, so the version
+    # trained without it is held to the base model, not to that champion.
+    kept = [s for s in samples if s.document_id != samples[0].document_id]
+    without = DatasetVersion.of("ann", [s.id for s in kept])
+    await withdraw_document(unchanged, samples[0].document_id)
+    await store_job(unchanged, [], "job-3", without)
+    third = await _run(unchanged, "job-3")
+    assert third.state == JobState.SUCCEEDED, third.message
+    assert "against base in place of champion v1, which learned from withdrawn writing" in third.message
+
     assert not (settings.data_dir / "training" / "job-1").exists()
     assert (await _run(settings, "job-1")).model_version == "1"  # a finished job is not run again
-    assert len(registry.list_versions("ann")) == 2
+    assert len(registry.list_versions("ann")) == 3
 
-    promoted, rejected = read_model_events(settings, 2)
+    promoted, rejected, held_to_base = read_model_events(settings, 3)
     assert (promoted.action, promoted.version, promoted.dataset_version) == ("promoted", "1", dataset.id)
     assert (rejected.action, rejected.version) == ("rejected", "2")
     assert rejected.metrics == second.metrics
+    # Untrained, the third version is the base model: measured against itself, it is not better.
+    assert (held_to_base.action, held_to_base.version, held_to_base.dataset_version) == ("rejected", "3", without.id)
+    assert held_to_base.metrics["candidate_perplexity"] == held_to_base.metrics["reference_perplexity"]
+    assert second.metrics["candidate_perplexity"] != second.metrics["reference_perplexity"]
 
     version = registry.list_versions("ann")[0]
     assert {k: version.tags[k] for k in ("base_model", "dataset_version")} == {

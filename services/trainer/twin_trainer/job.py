@@ -23,7 +23,8 @@ from pathlib import Path
 
 from llmtwin import registry
 from llmtwin.bus.producer import SyncEventProducer
-from llmtwin.datasets import DatasetNotFound, export_dataset, get_dataset_version, load_samples
+from llmtwin.datasets import (DatasetNotFound, export_dataset, get_dataset_version, load_samples,
+                              versions_with_withdrawn_writing)
 from llmtwin.domain import (
     DatasetVersion,
     InstructSample,
@@ -74,6 +75,8 @@ class JobInputs:
     train: list[InstructSample]
     test: list[InstructSample]
     dataset_file: Path  # the version exported as JSONL: logged with the run as its input
+    # Dataset versions holding writing the person has since withdrawn: a champion trained on one is no bar.
+    withdrawn_from: frozenset[str] = frozenset()
 
 
 def job_work_dir(settings: Settings, job: TrainingJob) -> Path:
@@ -86,7 +89,7 @@ class Verdict:
     model_version: str
     promoted: bool
     reason: str
-    reference: str  # what the candidate was compared with: "base" or "champion vN"
+    reference: str  # what the candidate was compared with: "base", "champion vN", or base in place of a champion
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -152,7 +155,8 @@ async def load_inputs(warehouse, job: TrainingJob, work_dir: Path) -> JobInputs:
                             f"(train: {len(train)}, test: {len(test)})")
     twin = await Repository(warehouse, Collection.TWINS, Twin).get(job.twin_id)
     return JobInputs(twin_name=twin.name if twin else job.twin_id, dataset=dataset, train=train, test=test,
-                     dataset_file=dataset_file)
+                     dataset_file=dataset_file,
+                     withdrawn_from=frozenset(await versions_with_withdrawn_writing(warehouse, job.twin_id)))
 
 
 def train_evaluate_register(settings: Settings, job: TrainingJob, inputs: JobInputs, report: Report) -> Verdict:
@@ -244,7 +248,8 @@ def evaluate_candidate(settings: Settings, twin_id: str, base_model: str, result
                        inputs: JobInputs, embedding_model) -> tuple[EvalMetrics, EvalMetrics, str]:
     """(candidate, reference, reference name) on the same held-out samples.
 
-    The reference is the champion, or the base model when the twin has none yet. One base
+    The reference is the champion, or the base model when the twin has none yet or its champion
+    learned from writing the person has since withdrawn. One base
     model in memory serves all of them when they share it: adapters are switched on it. With
     an LLM judge configured, it scores both sides' generations too."""
     judge = StyleJudge.from_settings(settings)
@@ -278,9 +283,12 @@ def _evaluate_both(settings: Settings, twin_id: str, base_model: str, result: Tr
 
     candidate = score(model)
     current = registry.champion(twin_id)
-    if current is None:
+    if current is None or current.tags.get("dataset_version") in inputs.withdrawn_from:
+        # A champion that learned from writing the person took back is no bar for a version without it.
+        reference_name = ("base" if current is None else
+                          f"base in place of champion v{current.version}, which learned from withdrawn writing")
         with model.disable_adapter():
-            return candidate, score(model), "base"
+            return candidate, score(model), reference_name
     folder = registry.download_model(twin_id, current.version)
     reference_name = f"champion v{current.version}"
     if TwinModelInfo.read(folder).base_model == base_model:

@@ -222,7 +222,8 @@ def router(wiring: "Wiring") -> APIRouter:
         _, document = await wiring.service.forget_document(twin_id, document_id)
         flash(request, f"Forgetting “{document.title or document.link}”: its text, passages and training samples "
                        "are being deleted, and later crawls will skip it. If the model writing now learned from it, "
-                       "a version without it is trained next, and takes over if it passes the evaluation.")
+                       "a version without it is trained next and takes over if it beats the base model: "
+                       "the current one is no bar, as it learned from what you took back.")
         return _redirect(f"/twins/{twin_id}#collected")
 
     # --- writing ------------------------------------------------------------------------

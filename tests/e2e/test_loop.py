@@ -20,20 +20,17 @@ from llmtwin import registry, vectors
 from llmtwin.datasets import get_dataset_version, load_samples
 from llmtwin.embeddings import embedding_model_name
 from llmtwin.settings import Settings
-from llmtwin.warehouse import Collection, open_warehouse
-
+from llmtwin.testing.warehouse import opened_warehouse
+from llmtwin.warehouse import Collection
 
 
 async def warehouse_view(settings: Settings, twin_id: str) -> dict[str, object]:
-    warehouse = open_warehouse(settings.warehouse)
-    try:
+    async with opened_warehouse(settings.warehouse) as warehouse:
         raw = await warehouse.find(Collection.RAW_DOCUMENTS, {"twin_id": twin_id})
         return {"raw": raw,
                 "clean": await warehouse.count(Collection.CLEAN_DOCUMENTS, {"twin_id": twin_id}),
                 "samples": await warehouse.count(Collection.INSTRUCT_SAMPLES, {"twin_id": twin_id}),
                 "versions": await warehouse.find(Collection.DATASET_VERSIONS, {"twin_id": twin_id})}
-    finally:
-        await warehouse.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -45,22 +42,16 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 async def what_is_left_of(settings: Settings, document_id: str) -> dict[str, object]:
-    warehouse = open_warehouse(settings.warehouse)
-    try:
+    async with opened_warehouse(settings.warehouse) as warehouse:
         return {"raw": await warehouse.get(Collection.RAW_DOCUMENTS, document_id),
                 "clean": await warehouse.get(Collection.CLEAN_DOCUMENTS, document_id),
                 "samples": await warehouse.count(Collection.INSTRUCT_SAMPLES, {"document_id": document_id})}
-    finally:
-        await warehouse.close()
 
 
 async def documents_in(settings: Settings, dataset_version: str) -> set[str]:
-    warehouse = open_warehouse(settings.warehouse)
-    try:
+    async with opened_warehouse(settings.warehouse) as warehouse:
         version = await get_dataset_version(warehouse, dataset_version)
         return {sample.document_id for sample in await load_samples(warehouse, version)}
-    finally:
-        await warehouse.close()
 
 
 @pytest.mark.e2e

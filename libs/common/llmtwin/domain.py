@@ -97,7 +97,7 @@ class RawDocument(BaseModel):
         return cls(id=stable_id(twin_id, platform, link), twin_id=twin_id, platform=platform,
                    kind=kind, link=link, content=content, content_hash=content_hash(content), **fields)
 
-    def withdrawn(self, at: datetime) -> "RawDocument":
+    def as_withdrawn(self, at: datetime) -> "RawDocument":
         """What is kept of a document its author asked to forget: where it was and its title, not its text.
 
         The record stays (its id is the link's) so that a later crawl of the link knows to skip it."""

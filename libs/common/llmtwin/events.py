@@ -137,16 +137,15 @@ class ModelEvent(Event):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
-EVENT_TYPES: dict[Topic, type[Event]] = {
-    cls.TOPIC: cls
-    for cls in (CrawlRequested, RawDocStored, CleanDocStored, ChunksStored, SampleStored, ModelEvent)
-}
 # Topics that carry two kinds of message tell them apart by one field; a message without it (as
 # written before the second kind existed) is of the topic's first kind.
 VARIANTS: dict[Topic, tuple[str, dict[str, type[Event]]]] = {
     Topic.CRAWL_REQUESTS: ("request", {"crawl": CrawlRequested, "forget": ForgetRequested}),
     Topic.INSTRUCT_SAMPLES: ("change", {"stored": SampleStored, "withdrawn": SamplesWithdrawn}),
 }
+# The other topics carry one kind each.
+EVENT_TYPES: dict[Topic, type[Event]] = {cls.TOPIC: cls for cls in (RawDocStored, CleanDocStored, ChunksStored,
+                                                                     ModelEvent)}
 
 
 class BadMessage(ValueError):
@@ -155,7 +154,6 @@ class BadMessage(ValueError):
 
 def decode(topic: Topic | str, payload: bytes | str | dict[str, Any]) -> Event:
     topic = Topic(topic)
-    cls = EVENT_TYPES[topic]
     try:
         data = payload if isinstance(payload, dict) else json.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -168,6 +166,8 @@ def decode(topic: Topic | str, payload: bytes | str | dict[str, Any]) -> Event:
         if not isinstance(kind, str) or kind not in kinds:
             raise BadMessage(f"unknown {field} {kind!r} on {topic.value}: expected one of {', '.join(kinds)}")
         cls = kinds[kind]
+    else:
+        cls = EVENT_TYPES[topic]
     version = data.get("schema_version")
     if version != cls.SCHEMA_VERSION:
         raise BadMessage(f"unknown schema_version {version!r} for {topic.value}")

@@ -111,7 +111,7 @@ async def test_a_withdrawn_document_is_emptied_and_its_cross_post_is_learned_in_
     await processor.handle([stored(article), stored(cross)])
     assert (await clean.get(cross.id)).duplicate_of == article.id
 
-    withdrawn = article.withdrawn(utcnow())
+    withdrawn = article.as_withdrawn(utcnow())
     await raws.add(withdrawn)
     emitted = await processor.handle([stored(withdrawn)])
     assert [e.id for e in emitted] == [article.id, cross.id]  # the copy follows: it is an original now

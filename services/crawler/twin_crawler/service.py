@@ -73,7 +73,7 @@ class CrawlerProcessor:
         if doc is None or doc.twin_id != request.twin_id:
             raise BadMessage(f"the twin {request.twin_id} has no document {request.document_id} to forget")
         if doc.withdrawn_at is None:
-            doc = doc.withdrawn(utcnow())
+            doc = doc.as_withdrawn(utcnow())
             await self.raw_docs.add(doc)
             FORGOTTEN.labels(doc.platform.value).inc()
         return stored_event(doc)

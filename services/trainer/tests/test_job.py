@@ -25,7 +25,8 @@ from llmtwin.domain import (
 from llmtwin.infra.process import free_port
 from llmtwin.settings import Settings
 from llmtwin.testing.vectors import seed_twins
-from llmtwin.warehouse import Collection, open_warehouse
+from llmtwin.testing.warehouse import opened_warehouse
+from llmtwin.warehouse import Collection
 from llmtwin.warehouse.repository import Repository
 from twin_trainer.job import run_job
 
@@ -41,8 +42,7 @@ def job_settings(bus_settings: Settings, tiny_base_model, **changes) -> Settings
 
 
 async def store_job(settings: Settings, samples, job_id: str, dataset: DatasetVersion | None) -> None:
-    warehouse = open_warehouse(settings.warehouse)
-    try:
+    async with opened_warehouse(settings.warehouse) as warehouse:
         await Repository(warehouse, Collection.TWINS, Twin).add(Twin.named("Ann"))
         for sample in samples:
             # Live and frozen copies, as the dataset-builder and the trigger's cut leave them.
@@ -52,28 +52,20 @@ async def store_job(settings: Settings, samples, job_id: str, dataset: DatasetVe
             await Repository(warehouse, Collection.DATASET_VERSIONS, DatasetVersion).add(dataset)
         await Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob).add(
             TrainingJob(id=job_id, twin_id="ann", dataset_version=dataset.id if dataset else "gone"))
-    finally:
-        await warehouse.close()
 
 
 async def withdraw_document(settings: Settings, document_id: str) -> None:
     """What the cleaner leaves of a document its author withdrew."""
-    warehouse = open_warehouse(settings.warehouse)
-    try:
+    async with opened_warehouse(settings.warehouse) as warehouse:
         await Repository(warehouse, Collection.CLEAN_DOCUMENTS, CleanDocument).add(CleanDocument(
             id=document_id, twin_id="ann", platform=Platform.BLOG, kind=DocumentKind.POST,
             link=f"https://example.com/{document_id}", content="", content_hash=content_hash(""), raw_hash="",
             withdrawn=True))
-    finally:
-        await warehouse.close()
 
 
 async def stored_job(settings: Settings, job_id: str) -> TrainingJob:
-    warehouse = open_warehouse(settings.warehouse)
-    try:
+    async with opened_warehouse(settings.warehouse) as warehouse:
         return await Repository(warehouse, Collection.TRAINING_JOBS, TrainingJob).get(job_id)
-    finally:
-        await warehouse.close()
 
 
 def seed_writing(settings: Settings, embedding_model) -> None:

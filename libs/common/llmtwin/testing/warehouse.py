@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,13 @@ async def warehouse(request) -> Warehouse:
     opened = open_warehouse(url)
     yield opened
     await opened.close()
+
+
+@asynccontextmanager
+async def opened_warehouse(url: str) -> AsyncIterator[Warehouse]:
+    """The warehouse at `url` for the block (a test reading or preparing what services share)."""
+    opened = open_warehouse(url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
